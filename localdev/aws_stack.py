@@ -1,0 +1,136 @@
+"""Local stand-ins for DynamoDB and Secrets Manager: moto's server, tables from template.yaml.
+
+The tables are created from the `AWS::DynamoDB::Table` resources of `template.yaml`,
+matched to the configuration variables that name them in the function's environment
+(`COMPANIES_TABLE_NAME: !Ref CompaniesTable`), so a key-schema change in the template
+reaches the tests and the local API, and code that disagrees with it fails.
+
+moto's own threaded server runs requests concurrently without a lock, so two
+conditional writes racing on one item can both pass their condition, which real
+DynamoDB never allows. This server serialises requests through one lock, so
+conditional writes are atomic as they are in DynamoDB.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+FUNCTION = "CheckoutFunction"
+REGION = "eu-north-1"
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short tags (`!Ref X`) as their long form (`{"Ref": X}`)."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = suffix if suffix == "Ref" else f"Fn::{suffix}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    """template.yaml as plain data."""
+    with path.open(encoding="utf-8") as stream:
+        data: dict[str, Any] = yaml.load(stream, Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
+    return data
+
+
+def table_definitions(template: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """CreateTable arguments (without TableName) by the environment variable naming the table."""
+    template = template or load_template()
+    resources = template["Resources"]
+    variables = resources[FUNCTION]["Properties"]["Environment"]["Variables"]
+    definitions: dict[str, dict[str, Any]] = {}
+    for variable, value in variables.items():
+        if not (isinstance(value, dict) and "Ref" in value):
+            continue
+        resource = resources.get(value["Ref"], {})
+        if resource.get("Type") != "AWS::DynamoDB::Table":
+            continue
+        props = resource["Properties"]
+        definition: dict[str, Any] = {
+            "KeySchema": props["KeySchema"],
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        if "GlobalSecondaryIndexes" in props:
+            definition["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        definitions[variable] = definition
+    return definitions
+
+
+def create_tables(table_names: dict[str, str], endpoint_url: str | None = None) -> None:
+    """Create every table of the template, named as `table_names` (variable -> name) says."""
+    client = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint_url)
+    for variable, definition in table_definitions().items():
+        client.create_table(TableName=table_names[variable], **definition)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class LocalAws:
+    """moto's DynamoDB and Secrets Manager over HTTP on 127.0.0.1, one request at a time."""
+
+    def __init__(self) -> None:
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    def start(self, port: int = 0) -> LocalAws:
+        """Serve in a background thread; `port=0` picks a free port. Returns self."""
+        app = DomainDispatcherApplication(create_backend_app)
+        lock = threading.Lock()
+
+        def serialised(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            with lock:
+                return list(app(environ, start_response))
+
+        self._server = make_server(
+            "127.0.0.1", port, serialised, threaded=True, request_handler=_QuietHandler
+        )
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="local-aws", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+
+def aws_environment(endpoint_url: str) -> dict[str, str]:
+    """Environment that points boto3 (and so the function and checkout-admin) at `endpoint_url`."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+    }

@@ -1,0 +1,225 @@
+"""`checkout-admin`: onboard companies, catalogue articles, inspect the session registry.
+
+Uses the function's own configuration variables (table names, secret name prefix, AWS
+endpoint), so it works against a deployed stage and against the local API alike. The
+Stripe secret key is read from standard input only, never from the command line, where
+it would end up in shell history and process listings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
+from checkout.aws_clients import BOTO_CONFIG, dynamodb_client
+from checkout.company_store import ArticleItem, SettingsItem, put_article, put_settings
+from checkout.config import Config
+from checkout.domain import ArticleKey, ReferenceKey
+from checkout.errors import CheckoutError, ConfigurationError
+from checkout.session_registry import DynamoSessionRegistry
+from checkout.url_policy import is_allowed, url_problem
+
+_ACCOUNT = re.compile(r"acct_[A-Za-z0-9]+")
+_SECRET_KEY = re.compile(r"(sk|rk)_(test|live)_[A-Za-z0-9]+")
+
+
+class UsageError(Exception):
+    """Bad input from the operator (exit status 2)."""
+
+
+def _guid(value: str) -> uuid.UUID:
+    try:
+        parsed = uuid.UUID(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a GUID: {value!r}") from None
+    if parsed.int == 0:
+        raise argparse.ArgumentTypeError("the empty GUID is not a company id")
+    return parsed
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {value}")
+    return number
+
+
+def _amount(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"minor units are a whole number (995 for 9.95): {value!r}"
+        ) from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return number
+
+
+def _url(value: str) -> str:
+    problem = url_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{value!r} {problem}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="checkout-admin",
+        description="Operate the Stripe checkout service: companies, articles, sessions. "
+        "Configuration comes from the same environment variables as the function.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    company = commands.add_parser("company", help="company settings").add_subparsers(
+        dest="action", required=True
+    )
+    put = company.add_parser("put", help="create or replace a company's Stripe Checkout settings")
+    put.add_argument("--company-id", type=_guid, required=True)
+    put.add_argument(
+        "--stripe-account", help="connected account id (acct_...) when the company is on Stripe Connect"
+    )
+    put.add_argument(
+        "--allowed-url-prefix",
+        action="append",
+        type=_url,
+        default=[],
+        metavar="URL",
+        help="a URL prefix ConfirmationUrl and CancelUrl may use (repeatable)",
+    )
+    put.add_argument("--confirmation-url", type=_url, help="default confirmation URL")
+    put.add_argument("--cancel-url", type=_url, help="default cancel URL (hosted mode)")
+    put.add_argument(
+        "--stripe-secret-key-stdin",
+        action="store_true",
+        help="read the company's Stripe secret key from standard input and store it in Secrets Manager",
+    )
+    put.add_argument("--disabled", action="store_true", help="store the settings with Checkout switched off")
+
+    article = commands.add_parser("article", help="catalogue articles").add_subparsers(
+        dest="action", required=True
+    )
+    art = article.add_parser("put", help="create or replace a catalogued article")
+    art.add_argument("--company-id", type=_guid, required=True)
+    art.add_argument("--article-type-id", type=_positive, required=True)
+    art.add_argument("--article-id", type=_positive, required=True)
+    art.add_argument("--name", required=True, help="shown to the payer on the Checkout page")
+    art.add_argument(
+        "--unit-amount", type=_amount, required=True, metavar="MINOR_UNITS", help="price in minor units"
+    )
+    art.add_argument(
+        "--currency", required=True, metavar="ISO4217", help="three-letter currency code, e.g. SEK"
+    )
+    art.add_argument("--inactive", action="store_true", help="store the article as not for sale")
+
+    sessions = commands.add_parser("sessions", help="what the registry holds for a reference")
+    sessions.add_argument("--company-id", type=_guid, required=True)
+    sessions.add_argument("--reference", required=True, help="the InternalReferenceId")
+    return parser
+
+
+def _store_secret_key(name: str, key: str) -> None:
+    client = boto3.client("secretsmanager", config=BOTO_CONFIG)
+    try:
+        client.create_secret(Name=name, SecretString=key, Description="Stripe secret key for checkout")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceExistsException":
+            raise
+        client.put_secret_value(SecretId=name, SecretString=key)
+
+
+def company_put(args: argparse.Namespace, config: Config, stdin: Any) -> dict[str, Any]:
+    """Validate and store a company's settings (and its key, when given on stdin)."""
+    if args.stripe_account and not _ACCOUNT.fullmatch(args.stripe_account):
+        raise UsageError(f"--stripe-account must look like acct_..., got {args.stripe_account!r}")
+    for option, url in (("--confirmation-url", args.confirmation_url), ("--cancel-url", args.cancel_url)):
+        if url and not is_allowed(url, args.allowed_url_prefix):
+            raise UsageError(f"{option} {url} is not under any --allowed-url-prefix")
+    secret_name = f"{config.secret_name_prefix}{args.company_id}"
+    if args.stripe_secret_key_stdin:
+        key = stdin.read().strip()
+        if not _SECRET_KEY.fullmatch(key):
+            raise UsageError("standard input must hold a Stripe secret key (sk_... or rk_...)")
+        _store_secret_key(secret_name, key)
+    settings = SettingsItem(
+        checkout_enabled=not args.disabled,
+        stripe_secret_name=secret_name,
+        stripe_account=args.stripe_account,
+        allowed_url_prefixes=list(args.allowed_url_prefix),
+        default_confirmation_url=args.confirmation_url,
+        default_cancel_url=args.cancel_url,
+    )
+    put_settings(dynamodb_client(), config.companies_table, args.company_id, settings)
+    return {
+        "company_id": str(args.company_id),
+        **settings.model_dump(),
+        "stripe_secret_key_stored": bool(args.stripe_secret_key_stdin),
+    }
+
+
+def article_put(args: argparse.Namespace, config: Config) -> dict[str, Any]:
+    """Validate and store a catalogued article."""
+    try:
+        item = ArticleItem(
+            name=args.name.strip(),
+            unit_amount=args.unit_amount,
+            currency=args.currency.strip().lower(),
+            active=not args.inactive,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UsageError(problems) from None
+    key = ArticleKey(args.article_type_id, args.article_id)
+    put_article(dynamodb_client(), config.companies_table, args.company_id, key, item)
+    return {"company_id": str(args.company_id), **asdict(key), **item.model_dump()}
+
+
+def sessions_show(args: argparse.Namespace, config: Config) -> dict[str, Any]:
+    """The registry's record of a reference."""
+    registry = DynamoSessionRegistry(dynamodb_client(), config.sessions_table, config.lease_seconds)
+    state = registry.load(ReferenceKey(args.company_id, args.reference))
+    return {
+        "company_id": str(args.company_id),
+        "reference": args.reference,
+        "current_session_id": state.current_session_id,
+        "completed_session_id": state.completed_session_id,
+        "pending_attempt": state.pending_attempt is not None,
+        "sessions": [
+            {**asdict(s), "status": s.status.value, "current": s.session_id == state.current_session_id}
+            for s in state.sessions
+        ],
+    }
+
+
+def main(argv: Sequence[str] | None = None, stdin: Any = None) -> int:
+    """Run one command; print its result as JSON. Exit 0 on success, 1 on AWS failure, 2 on bad input."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        config = Config.from_env()
+        if args.command == "company":
+            result = company_put(args, config, stdin or sys.stdin)
+        elif args.command == "article":
+            result = article_put(args, config)
+        else:
+            result = sessions_show(args, config)
+    except (UsageError, ConfigurationError) as exc:
+        parser.exit(2, f"checkout-admin: error: {exc}\n")
+    except (CheckoutError, ClientError, BotoCoreError) as exc:
+        message = exc.message if isinstance(exc, CheckoutError) else str(exc)
+        parser.exit(1, f"checkout-admin: AWS call failed: {message}\n")
+    print(json.dumps(result, indent=2, default=str))
+    return 0

@@ -1,0 +1,178 @@
+"""Company settings and article catalogue in DynamoDB, cached per warm container.
+
+Read by the function, written by `checkout-admin`. Key layout: `dynamodb_layout`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from checkout import dynamodb_layout as layout
+from checkout.aws_clients import aws_errors, from_item, to_item
+from checkout.domain import Article, ArticleKey, CompanySettings
+from checkout.errors import UpstreamFailure
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+_BATCH_GET_LIMIT = 100
+_SERVICE = "DynamoDB"
+
+
+class SettingsItem(BaseModel):
+    """The stored shape of a company's settings item."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    checkout_enabled: bool = True
+    stripe_secret_name: str = Field(min_length=1)
+    stripe_account: str | None = None
+    allowed_url_prefixes: list[str] = Field(default_factory=list)
+    default_confirmation_url: str | None = None
+    default_cancel_url: str | None = None
+
+    def to_domain(self, company_id: uuid.UUID) -> CompanySettings:
+        """The settings as the use case sees them."""
+        return CompanySettings(
+            company_id=company_id,
+            checkout_enabled=self.checkout_enabled,
+            stripe_secret_name=self.stripe_secret_name,
+            stripe_account=self.stripe_account,
+            allowed_url_prefixes=tuple(self.allowed_url_prefixes),
+            default_confirmation_url=self.default_confirmation_url,
+            default_cancel_url=self.default_cancel_url,
+        )
+
+
+class ArticleItem(BaseModel):
+    """The stored shape of a catalogued article."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1, max_length=250)
+    unit_amount: int = Field(ge=0)
+    currency: str = Field(pattern=r"^[a-z]{3}$")
+    active: bool = True
+
+
+class _TtlCache[K, V]:
+    """A small per-container cache; entries live `ttl` seconds (0 disables caching)."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] <= self._clock():
+            return None
+        return entry[1]
+
+    def put(self, key: K, value: V) -> None:
+        if self._ttl > 0:
+            self._entries[key] = (self._clock() + self._ttl, value)
+
+
+class DynamoCompanyDirectory:
+    """Reads settings and articles; misses are not cached, so onboarding shows at once."""
+
+    def __init__(self, client: DynamoDBClient, table: str, cache_seconds: float) -> None:
+        self._client = client
+        self._table = table
+        self._settings: _TtlCache[uuid.UUID, CompanySettings] = _TtlCache(cache_seconds)
+        self._articles: _TtlCache[tuple[uuid.UUID, ArticleKey], Article] = _TtlCache(cache_seconds)
+
+    def company_settings(self, company_id: uuid.UUID) -> CompanySettings | None:
+        """The company's settings, or None when it has none."""
+        cached = self._settings.get(company_id)
+        if cached is not None:
+            return cached
+        with aws_errors(_SERVICE):
+            response = self._client.get_item(
+                TableName=self._table,
+                Key=to_item({layout.PK: layout.company_pk(company_id), layout.SK: layout.SETTINGS_SK}),
+            )
+        if "Item" not in response:
+            return None
+        settings = SettingsItem.model_validate(from_item(response["Item"])).to_domain(company_id)
+        self._settings.put(company_id, settings)
+        return settings
+
+    def articles(self, company_id: uuid.UUID, keys: Iterable[ArticleKey]) -> dict[ArticleKey, Article]:
+        """The catalogued articles among `keys`; absent ones are simply missing from the result."""
+        found: dict[ArticleKey, Article] = {}
+        wanted: list[ArticleKey] = []
+        for key in dict.fromkeys(keys):
+            cached = self._articles.get((company_id, key))
+            if cached is not None:
+                found[key] = cached
+            else:
+                wanted.append(key)
+        for start in range(0, len(wanted), _BATCH_GET_LIMIT):
+            for article in self._batch_get(company_id, wanted[start : start + _BATCH_GET_LIMIT]):
+                found[article.key] = article
+                self._articles.put((company_id, article.key), article)
+        return found
+
+    def _batch_get(self, company_id: uuid.UUID, keys: Sequence[ArticleKey]) -> list[Article]:
+        by_sk = {layout.article_sk(k): k for k in keys}
+        pk = layout.company_pk(company_id)
+        request: dict[str, Any] = {
+            self._table: {
+                "Keys": [to_item({layout.PK: pk, layout.SK: sk}) for sk in by_sk],
+                "ConsistentRead": True,
+            }
+        }
+        articles: list[Article] = []
+        # BatchGetItem may return part of the keys as unprocessed under load; ask again
+        # for those (boto3's retries cover errors, not partial answers).
+        for attempt in range(5):
+            with aws_errors(_SERVICE):
+                response = self._client.batch_get_item(RequestItems=request)
+            for raw in response.get("Responses", {}).get(self._table, []):
+                values = from_item(raw)
+                item = ArticleItem.model_validate(values)
+                key = by_sk[str(values[layout.SK])]
+                articles.append(Article(key, item.name, item.unit_amount, item.currency, item.active))
+            request = dict(response.get("UnprocessedKeys") or {})
+            if not request:
+                return articles
+            time.sleep(0.05 * 2**attempt)
+        raise UpstreamFailure(503, "AwsThrottled", "DynamoDB is throttling requests; please retry.")
+
+
+def put_settings(client: DynamoDBClient, table: str, company_id: uuid.UUID, settings: SettingsItem) -> None:
+    """Create or replace a company's settings (operator CLI)."""
+    values = {
+        layout.PK: layout.company_pk(company_id),
+        layout.SK: layout.SETTINGS_SK,
+        "updated_at": now_iso(),
+    }
+    with aws_errors(_SERVICE):
+        client.put_item(TableName=table, Item=to_item(values | settings.model_dump()))
+
+
+def put_article(
+    client: DynamoDBClient, table: str, company_id: uuid.UUID, key: ArticleKey, article: ArticleItem
+) -> None:
+    """Create or replace a catalogued article (operator CLI)."""
+    values: dict[str, Any] = {
+        layout.PK: layout.company_pk(company_id),
+        layout.SK: layout.article_sk(key),
+        "updated_at": now_iso(),
+    }
+    values |= {"article_type_id": key.article_type_id, "article_id": key.article_id}
+    with aws_errors(_SERVICE):
+        client.put_item(TableName=table, Item=to_item(values | article.model_dump()))
+
+
+def now_iso() -> str:
+    """Timestamp for `updated_at` attributes."""
+    return datetime.now(UTC).isoformat(timespec="seconds")

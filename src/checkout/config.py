@@ -1,0 +1,75 @@
+"""Configuration of the function and of `checkout-admin`, read from environment variables.
+
+Every variable has a documented default (see the README's configuration table), so the
+function starts with no configuration at all against real AWS and real Stripe, and a
+local run only has to point the endpoints elsewhere. AWS endpoints are not configured
+here: boto3 itself honours `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from checkout.errors import ConfigurationError
+
+
+def _int(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(name: str, default: float, minimum: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings shared by the Lambda function and the operator CLI."""
+
+    companies_table: str
+    sessions_table: str
+    secret_name_prefix: str
+    stripe_api_base: str | None
+    stripe_max_network_retries: int
+    stripe_timeout_seconds: float
+    lease_seconds: int
+    settings_cache_seconds: int
+    secret_cache_seconds: int
+
+    @classmethod
+    def from_env(cls) -> Config:
+        """Read the configuration; raise `ConfigurationError` on a malformed value."""
+        return cls(
+            companies_table=os.environ.get("COMPANIES_TABLE_NAME", "") or "checkout-companies",
+            sessions_table=os.environ.get("SESSIONS_TABLE_NAME", "") or "checkout-sessions",
+            secret_name_prefix=os.environ.get("STRIPE_SECRET_NAME_PREFIX", "") or "checkout/stripe/",
+            stripe_api_base=os.environ.get("STRIPE_API_BASE", "").strip() or None,
+            # Two retries with Stripe's backoff (0.5 s, 1 s) ride out a blip; more would
+            # push a request past API Gateway's 29 s integration timeout.
+            stripe_max_network_retries=_int("STRIPE_MAX_NETWORK_RETRIES", 2, 0),
+            # stripe-python's default is 80 s, longer than the whole Lambda may run.
+            stripe_timeout_seconds=_float("STRIPE_TIMEOUT_SECONDS", 8.0, 0.1),
+            # Must exceed the Lambda timeout, so a lease is never taken over while
+            # the invocation that holds it can still write (see session_registry).
+            lease_seconds=_int("CHECKOUT_LEASE_SECONDS", 120, 1),
+            settings_cache_seconds=_int("SETTINGS_CACHE_SECONDS", 60, 0),
+            secret_cache_seconds=_int("SECRET_CACHE_SECONDS", 300, 0),
+        )

@@ -1,0 +1,213 @@
+"""Every call this service makes to Stripe, and the parameters it sends, in one place.
+
+Uses the real stripe-python `StripeClient` over HTTP: against api.stripe.com in
+production, against the project's Checkout emulator (`STRIPE_API_BASE`) in tests and
+local runs. The API version is pinned so Stripe cannot change behaviour under us, and
+network retries are switched on explicitly because `StripeClient` does not retry by
+default. Stripe failures leave this module as `UpstreamFailure` (502/503/504 with
+Stripe's request id) or `StripeAuthRejected` (the use case fetches the key again once).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+import stripe
+
+from checkout.config import Config
+from checkout.contract import UiMode
+from checkout.domain import CheckoutSession, CheckoutSpec, SessionStatus
+from checkout.errors import StripeAuthRejected, StripeRejected, UpstreamFailure
+from checkout.observability import logger
+
+STRIPE_API_VERSION = "2026-10-28.endive"  # the version stripe-python 16.1.0 is generated for
+
+# The contract's names -> Stripe's since API 2026-03-25.dahlia; the old names are rejected.
+_STRIPE_UI_MODE = {UiMode.HOSTED: "hosted_page", UiMode.EMBEDDED: "embedded_page"}
+
+
+def session_params(spec: CheckoutSpec) -> dict[str, Any]:
+    """The Checkout Session create parameters for a checkout, spelled out in full."""
+    reference_metadata = {
+        "CompanyId": str(spec.company_id),
+        "InternalReferenceId": spec.reference,
+        "ArticleTypeIds": ",".join(str(t) for t in spec.article_type_ids),
+    }
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "ui_mode": _STRIPE_UI_MODE[spec.ui_mode],
+        "line_items": [
+            {
+                "quantity": item.quantity,
+                "price_data": {
+                    "currency": item.currency,
+                    "unit_amount": item.unit_amount,
+                    "product_data": {"name": item.name},
+                },
+            }
+            for item in spec.line_items
+        ],
+        "client_reference_id": spec.reference,
+        "locale": spec.locale,
+        "metadata": reference_metadata,
+        # Also on the PaymentIntent, so refunds and disputes can be traced to the booking.
+        "payment_intent_data": {"metadata": reference_metadata},
+    }
+    if spec.ui_mode is UiMode.EMBEDDED:
+        params["return_url"] = spec.confirmation_url
+    else:
+        params["success_url"] = spec.confirmation_url
+        if spec.cancel_url:
+            params["cancel_url"] = spec.cancel_url
+    return params
+
+
+def _session(obj: Any) -> CheckoutSession:
+    data: Mapping[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else obj
+    customer = data.get("customer")
+    payment_intent = data.get("payment_intent")
+    return CheckoutSession(
+        id=str(data["id"]),
+        status=SessionStatus(str(data["status"])),
+        url=data.get("url"),
+        client_secret=data.get("client_secret"),
+        customer_id=customer if isinstance(customer, str) or customer is None else customer.get("id"),
+        payment_intent_id=(
+            payment_intent
+            if isinstance(payment_intent, str) or payment_intent is None
+            else payment_intent.get("id")
+        ),
+        payment_status=data.get("payment_status"),
+        amount_total=data.get("amount_total"),
+        currency=data.get("currency"),
+        expires_at=data.get("expires_at"),
+        livemode=bool(data.get("livemode", False)),
+    )
+
+
+@contextmanager
+def _stripe_errors(operation: str) -> Iterator[None]:
+    """Turn stripe-python errors into the contract's upstream failures, logging no secrets."""
+    try:
+        yield
+    except stripe.AuthenticationError as exc:
+        logger.warning(
+            "Stripe refused the API key", extra={"operation": operation, "stripe_request_id": exc.request_id}
+        )
+        raise StripeAuthRejected() from None
+    except stripe.StripeError as exc:
+        request_id = exc.request_id
+        logger.warning(
+            "Stripe call failed",
+            extra={
+                "operation": operation,
+                "stripe_request_id": request_id,
+                "http_status": exc.http_status,
+                "stripe_code": exc.code,
+                "error_type": type(exc).__name__,
+            },
+        )
+        if isinstance(exc, stripe.RateLimitError):
+            raise UpstreamFailure(
+                503, "StripeThrottled", "Stripe is rate limiting requests; please retry.", request_id
+            ) from None
+        if isinstance(exc, stripe.APIConnectionError):
+            if isinstance(exc.__cause__, requests.exceptions.Timeout):
+                raise UpstreamFailure(
+                    504, "StripeTimeout", "Stripe did not answer in time; please retry."
+                ) from None
+            raise UpstreamFailure(
+                502, "StripeUnreachable", "Stripe could not be reached; please retry."
+            ) from None
+        if isinstance(exc, stripe.InvalidRequestError | stripe.IdempotencyError | stripe.PermissionError):
+            raise StripeRejected(
+                502,
+                "StripeRejected",
+                f"Stripe rejected the checkout: {exc.user_message or 'invalid request'}",
+                request_id,
+            ) from None
+        raise UpstreamFailure(
+            502, "StripeError", "Stripe failed to process the request; please retry.", request_id
+        ) from None
+
+
+class StripeGateway:
+    """Creates, expires and retrieves Checkout Sessions for any company's key and account."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        # One HTTP client for all companies: requests keeps a session (and its TLS
+        # connections) per thread, which the concurrent expiry calls rely on.
+        self._http = stripe.RequestsClient(
+            timeout=(min(3.0, config.stripe_timeout_seconds), config.stripe_timeout_seconds)
+        )
+        self._clients: dict[str, stripe.StripeClient] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, api_key: str) -> stripe.StripeClient:
+        with self._lock:
+            client = self._clients.get(api_key)
+            if client is None:
+                if len(self._clients) >= 64:  # a rotated key leaves its old client behind
+                    self._clients.clear()
+                base = {"api": self._config.stripe_api_base} if self._config.stripe_api_base else None
+                client = stripe.StripeClient(
+                    api_key,
+                    stripe_version=STRIPE_API_VERSION,
+                    max_network_retries=self._config.stripe_max_network_retries,
+                    base_addresses=base,  # type: ignore[arg-type]
+                    http_client=self._http,
+                )
+                self._clients[api_key] = client
+            return client
+
+    @staticmethod
+    def _options(stripe_account: str | None, idempotency_key: str | None = None) -> Any:
+        options: dict[str, str] = {}
+        if stripe_account:
+            options["stripe_account"] = stripe_account
+        if idempotency_key:
+            options["idempotency_key"] = idempotency_key
+        return options
+
+    def create_session(
+        self, api_key: str, stripe_account: str | None, params_json: str, idempotency_key: str
+    ) -> CheckoutSession:
+        """Create a session from stored parameters; the same key and parameters give the same session."""
+        with _stripe_errors("checkout.sessions.create"):
+            obj = self._client(api_key).v1.checkout.sessions.create(
+                params=json.loads(params_json), options=self._options(stripe_account, idempotency_key)
+            )
+        return _session(obj)
+
+    def retrieve_session(self, api_key: str, stripe_account: str | None, session_id: str) -> CheckoutSession:
+        """The session's current state at Stripe."""
+        with _stripe_errors("checkout.sessions.retrieve"):
+            obj = self._client(api_key).v1.checkout.sessions.retrieve(
+                session_id, options=self._options(stripe_account)
+            )
+        return _session(obj)
+
+    def expire_session(self, api_key: str, stripe_account: str | None, session_id: str) -> CheckoutSession:
+        """Expire an open session and return its final state.
+
+        A payer may complete the session just before we expire it, and Stripe then
+        refuses the expiry; the session is retrieved and its real status returned, so the
+        caller can tell "expired" (harmless) from "complete" (already paid).
+        """
+        try:
+            with _stripe_errors("checkout.sessions.expire"):
+                obj = self._client(api_key).v1.checkout.sessions.expire(
+                    session_id, options=self._options(stripe_account)
+                )
+            return _session(obj)
+        except StripeRejected:
+            session = self.retrieve_session(api_key, stripe_account, session_id)
+            if session.status is SessionStatus.OPEN:
+                raise
+            return session

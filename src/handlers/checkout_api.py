@@ -1,0 +1,212 @@
+"""Lambda entry point for `POST /payment/stripe/v1/checkout` behind API Gateway (REST).
+
+Thin by design: Powertools parses and validates the body into the contract's models,
+`CheckoutService` does the work, and the handlers below map every outcome to the
+contract's status and ServiceStack `ResponseStatus` body. The service is built at module
+load, during Lambda's init phase, which runs with full CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.types import EventHandlerInstance
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from checkout.composition import build_service
+from checkout.config import Config
+from checkout.contract import ErrorResponse, StripeCheckoutQueryResponse, StripeV1CreateCheckout, field_errors
+from checkout.errors import (
+    AlreadyPaid,
+    CheckoutError,
+    CheckoutInProgress,
+    CheckoutNotConfigured,
+    FieldError,
+    InvalidRequest,
+    UpstreamFailure,
+)
+from checkout.observability import count_rejection, logger, metrics
+
+ROUTE = "/payment/stripe/v1/checkout"
+ROUTES = (ROUTE, f"{ROUTE}.json")
+# A plain JavaScript identifier path (`cb`, `jQuery.cb_1`); anything else could inject script.
+_JSONP_CALLBACK = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*")
+_MAX_CALLBACK_LENGTH = 128
+
+
+def _cors() -> CORSConfig | None:
+    origins = [o.strip() for o in os.environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
+    if not origins:
+        return None
+    return CORSConfig(allow_origin=origins[0], extra_origins=origins[1:], max_age=600)
+
+
+app = APIGatewayRestResolver(enable_validation=True, cors=_cors())
+SERVICE = build_service(Config.from_env())
+
+_ERROR_RESPONSES: dict[int, Any] = {
+    status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
+    for status, text in {
+        400: "Validation failed; Errors lists every failing field",
+        409: "The reference is already paid, or another checkout for it is in progress",
+        502: "Stripe failed or refused",
+        503: "Stripe or AWS throttled or unavailable",
+        504: "Stripe or AWS timed out",
+    }.items()
+}
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body, separators=(",", ":")),
+        headers=headers,
+    )
+
+
+def _error(
+    status: int, error_code: str, message: str, errors: list[FieldError] | None = None
+) -> Response[str]:
+    count_rejection(error_code)
+    return _json(status, ErrorResponse.of(error_code, message, errors or []).to_wire())
+
+
+def _query_errors(app: EventHandlerInstance, next_middleware: Any) -> Any:
+    """Reject formats other than JSON and unsafe JSONP callbacks before any work is done."""
+    params = app.current_event.query_string_parameters or {}
+    errors: list[FieldError] = []
+    fmt = params.get("format")
+    if fmt is not None and fmt.lower() != "json":
+        errors.append(
+            FieldError("NotSupported", "format", "'format' must be json: this API speaks JSON only.")
+        )
+    callback = params.get("callback")
+    if callback is not None and not is_jsonp_callback(callback):
+        errors.append(
+            FieldError(
+                "InvalidCallback", "callback", "'callback' must be a plain JavaScript identifier path."
+            )
+        )
+    if errors:
+        raise InvalidRequest(errors)
+    return next_middleware(app)
+
+
+app.use(middlewares=[_query_errors])
+
+
+@app.post(
+    ROUTE,
+    summary="Create a Stripe Checkout Session for a payable entity",
+    description=(
+        "Expires the earlier open checkouts of the same InternalReferenceId, creates a new Stripe Checkout "
+        "Session (hosted page or embedded) priced from the company's catalogue, and returns it. Also served "
+        "at `/payment/stripe/v1/checkout.json`; `?callback=NAME` answers as JSONP."
+    ),
+    operation_id="StripeV1CreateCheckout",
+    tags=["Stripe"],
+    responses={
+        200: {
+            "description": "The new checkout session",
+            "content": {"application/json": {"model": StripeCheckoutQueryResponse}},
+        },
+        **_ERROR_RESPONSES,
+    },
+)
+@app.post(ROUTES[1], include_in_schema=False)
+def create_checkout(request: Annotated[StripeV1CreateCheckout, Body()]) -> Response[str]:
+    """POST /payment/stripe/v1/checkout."""
+    result = SERVICE.create_checkout(request)
+    return _json(200, result.to_response().to_wire())
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid_body(exc: RequestValidationError) -> Response[str]:
+    errors = field_errors(exc.errors())
+    return _error(400, errors[0].error_code, errors[0].message, errors)
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_content_type(exc: RequestUnsupportedContentType) -> Response[str]:
+    return _error(
+        400, "UnsupportedContentType", "The request body must be JSON (Content-Type: application/json)."
+    )
+
+
+@app.exception_handler(InvalidRequest)
+def _invalid_request(exc: InvalidRequest) -> Response[str]:
+    return _error(400, exc.error_code, exc.message, exc.errors)
+
+
+@app.exception_handler(CheckoutNotConfigured)
+def _not_configured(exc: CheckoutNotConfigured) -> Response[str]:
+    return _error(400, exc.error_code, exc.message, [FieldError(exc.error_code, "CompanyId", exc.message)])
+
+
+@app.exception_handler([AlreadyPaid, CheckoutInProgress])
+def _conflict(exc: CheckoutError) -> Response[str]:
+    return _error(409, exc.error_code, exc.message)
+
+
+@app.exception_handler(UpstreamFailure)
+def _upstream(exc: UpstreamFailure) -> Response[str]:
+    metrics_name = "StripeFailure" if exc.error_code.startswith("Stripe") else "AwsFailure"
+    logger.warning("Upstream failure", extra={"error_code": exc.error_code, "status": exc.status})
+    metrics.add_metric(name=metrics_name, unit="Count", value=1)
+    return _error(exc.status, exc.error_code, exc.message)
+
+
+@app.not_found
+def _no_route(exc: NotFoundError) -> Response[str]:
+    if app.current_event.path in ROUTES:
+        response = _error(
+            405, "MethodNotAllowed", f"{app.current_event.http_method} is not allowed here; use POST."
+        )
+        response.headers["Allow"] = "POST, OPTIONS"
+        return response
+    return _error(404, "NotFound", f"No route for {app.current_event.http_method} {app.current_event.path}.")
+
+
+@app.exception_handler(Exception)
+def _bug(exc: Exception) -> Response[str]:
+    # The stack trace goes to the log, next to the correlation id; never to the client.
+    logger.exception("Unhandled error")
+    return _error(500, "InternalError", "An unexpected error occurred; it has been logged.")
+
+
+def is_jsonp_callback(name: str) -> bool:
+    """True for a callback name that is safe to echo into JavaScript."""
+    return len(name) <= _MAX_CALLBACK_LENGTH and _JSONP_CALLBACK.fullmatch(name) is not None
+
+
+def _as_jsonp(event: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    callback = (event.get("queryStringParameters") or {}).get("callback")
+    if callback is None or not is_jsonp_callback(callback):
+        return response
+    headers = response.get("multiValueHeaders") or {}
+    if not any(v.startswith(content_types.APPLICATION_JSON) for v in headers.get("Content-Type", [])):
+        return response
+    # The /**/ prefix defuses the Rosetta-Flash style of content sniffing attack.
+    response["body"] = f"/**/{callback}({response['body']});"
+    headers["Content-Type"] = ["application/javascript; charset=utf-8"]
+    headers["X-Content-Type-Options"] = ["nosniff"]
+    return response
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """API Gateway REST proxy integration entry point."""
+    return _as_jsonp(event, app.resolve(event, context))
