@@ -121,7 +121,7 @@ class SessionRecord:
     session_id: str
     status: SessionStatus
     stripe_account: str | None
-    created_at: int
+    created_at_ms: int
     ui_mode: str | None = None
     payment_status: str | None = None
     amount_total: int | None = None

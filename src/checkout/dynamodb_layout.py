@@ -20,7 +20,7 @@ Sessions table (the session registry, written by the function; financial history
         lease_owner, lease_expires_at (epoch s), pending_attempt (map), updated_at
     pk = REFERENCE#<company-guid>#<internal-reference-id>   sk = SESSION#<checkout-session-id>
         session_id, company_id, reference, status, payment_status, ui_mode, stripe_account,
-        amount_total, currency, created_at, updated_at
+        amount_total, currency, livemode, created_at_ms (epoch ms, orders the history), updated_at (epoch s)
 
     Global secondary index `by-session-id` (partition key `session_id`, keys only), so a
     Stripe webhook that carries only the session id finds the item to update.

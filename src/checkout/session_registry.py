@@ -150,14 +150,14 @@ class DynamoSessionRegistry:
                         session_id=str(item[layout.SESSION_ID]),
                         status=SessionStatus(str(item["status"])),
                         stripe_account=item.get("stripe_account"),
-                        created_at=int(item.get("created_at", 0)),
+                        created_at_ms=int(item.get("created_at_ms", 0)),
                         ui_mode=item.get("ui_mode"),
                         payment_status=item.get("payment_status"),
                         amount_total=item.get("amount_total"),
                         currency=item.get("currency"),
                     )
                 )
-        sessions.sort(key=lambda s: (s.created_at, s.session_id))
+        sessions.sort(key=lambda s: (s.created_at_ms, s.session_id))
         return ReferenceState(
             key=key,
             current_session_id=head.get("current_session_id"),
@@ -203,7 +203,7 @@ class DynamoSessionRegistry:
                 "amount_total": session.amount_total,
                 "currency": session.currency,
                 "livemode": session.livemode,
-                "created_at": now,
+                "created_at_ms": int(self._clock() * 1000),
                 "updated_at": now,
             }
         )

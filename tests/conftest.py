@@ -1,0 +1,209 @@
+"""Shared fixtures: moto over HTTP, the Stripe emulator, an onboarded company, the handler.
+
+One local AWS and one emulator serve the whole session; tests stay independent by
+giving every company (and so every table key) a fresh GUID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from localdev.apigw import LocalContext, response_headers, rest_event
+from localdev.aws_stack import LocalAws, aws_environment, create_tables
+from localdev.stripe_emulator import StripeEmulator
+
+ROUTE = "/payment/stripe/v1/checkout"
+TABLES = {"COMPANIES_TABLE_NAME": "test-checkout-companies", "SESSIONS_TABLE_NAME": "test-checkout-sessions"}
+STRIPE_KEY = "sk_test_51TestKeyForTheEmulatorOnly000000000000"
+ALLOWED_ORIGIN = "https://booking.example.com"
+SITE = "https://booking.example.com"
+
+# What a leaked secret looks like: Stripe keys, webhook secrets, client secrets.
+SECRET_PATTERN = re.compile(
+    r"(sk|rk)_(test|live)_[A-Za-z0-9]{6,}|whsec_[A-Za-z0-9]+|(cs|pi|seti)_[A-Za-z0-9_]*_secret_[A-Za-z0-9]+"
+)
+
+
+@dataclass
+class Stack:
+    """The running stand-ins and the environment that points at them."""
+
+    aws: LocalAws
+    emulator: StripeEmulator
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    aws = LocalAws().start()
+    emulator = StripeEmulator().start()
+    env = {
+        **aws_environment(aws.url),
+        **TABLES,
+        "STRIPE_API_BASE": emulator.url,
+        "STRIPE_TIMEOUT_SECONDS": "5",
+        "CORS_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
+        "POWERTOOLS_METRICS_NAMESPACE": "CheckoutTests",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+    patch = pytest.MonkeyPatch()
+    for name, value in env.items():
+        patch.setenv(name, value)
+    create_tables(TABLES, aws.url)
+    yield Stack(aws, emulator, env)
+    patch.undo()
+    emulator.stop()
+    aws.stop()
+
+
+@pytest.fixture(scope="session")
+def handler_module(stack: Stack) -> ModuleType:
+    """The Lambda module, imported only once the environment points at the stand-ins."""
+    return importlib.import_module("handlers.checkout_api")
+
+
+@dataclass
+class Reply:
+    """A handler response, decoded."""
+
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+@dataclass
+class Api:
+    """Sends API Gateway REST events through the real handler."""
+
+    module: ModuleType
+
+    def send(
+        self,
+        method: str,
+        path: str = ROUTE,
+        body: Any = None,
+        *,
+        query: str = "",
+        headers: dict[str, str] | None = None,
+        raw: str | None = None,
+    ) -> Reply:
+        text = raw if raw is not None else (None if body is None else json.dumps(body))
+        event = rest_event(
+            method, path, text, query=query, headers=headers or {"Content-Type": "application/json"}
+        )
+        return self.invoke(event)
+
+    def invoke(self, event: dict[str, Any]) -> Reply:
+        response = self.module.lambda_handler(event, LocalContext())
+        return Reply(response["statusCode"], response_headers(response), response.get("body") or "")
+
+    def post(self, body: Any, **kwargs: Any) -> Reply:
+        return self.send("POST", ROUTE, body, **kwargs)
+
+
+@pytest.fixture
+def api(handler_module: ModuleType) -> Api:
+    return Api(handler_module)
+
+
+def admin(*argv: str, stdin: str = "") -> dict[str, Any]:
+    """Run checkout-admin in-process and return its JSON output."""
+    from checkout.admin import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(list(argv), stdin=io.StringIO(stdin)) == 0
+    result: dict[str, Any] = json.loads(out.getvalue())
+    return result
+
+
+@dataclass
+class Company:
+    """A company onboarded through checkout-admin, with a small catalogue."""
+
+    company_id: str
+    stripe_account: str | None = None
+    articles: dict[tuple[int, int], tuple[str, int, str]] = field(default_factory=dict)
+
+    def request(self, reference: str | None = None, **overrides: Any) -> dict[str, Any]:
+        """A valid request body for this company (the seed's sample with real values)."""
+        body: dict[str, Any] = {
+            "CompanyId": self.company_id,
+            "CountryCode": "SE",
+            "Articles": [{"ArticleId": 42, "ArticleTypeId": 1, "Quantity": 1}],
+            "InternalReferenceId": reference or f"booking-{uuid.uuid4().hex[:8]}",
+            "ConfirmationUrl": f"{SITE}/booking/confirmed",
+            "CancelUrl": f"{SITE}/booking/cancelled",
+            "UiMode": "hosted",
+        }
+        body.update(overrides)
+        return body
+
+    def sessions(self, reference: str) -> dict[str, Any]:
+        """What `checkout-admin sessions` shows for a reference."""
+        return admin("sessions", "--company-id", self.company_id, "--reference", reference)
+
+
+def onboard(
+    *,
+    stripe_account: str | None = None,
+    key: str | None = STRIPE_KEY,
+    prefixes: tuple[str, ...] = (f"{SITE}/",),
+    confirmation_url: str | None = f"{SITE}/booking/done",
+    extra: tuple[str, ...] = (),
+) -> Company:
+    """Onboard a fresh company with two SEK articles and one EUR article."""
+    company = Company(str(uuid.uuid4()), stripe_account)
+    argv = ["company", "put", "--company-id", company.company_id]
+    for prefix in prefixes:
+        argv += ["--allowed-url-prefix", prefix]
+    if confirmation_url:
+        argv += ["--confirmation-url", confirmation_url]
+    if stripe_account:
+        argv += ["--stripe-account", stripe_account]
+    if key:
+        argv.append("--stripe-secret-key-stdin")
+    admin(*argv, *extra, stdin=key or "")
+    for (type_id, article_id), (name, amount, currency) in {
+        (1, 42): ("Haircut 45 min", 45000, "SEK"),
+        (1, 43): ("Beard trim", 15000, "SEK"),
+        (2, 7): ("Gift card", 5000, "EUR"),
+    }.items():
+        admin(
+            "article", "put", "--company-id", company.company_id,
+            "--article-type-id", str(type_id), "--article-id", str(article_id),
+            "--name", name, "--unit-amount", str(amount), "--currency", currency,
+        )  # fmt: skip
+        company.articles[(type_id, article_id)] = (name, amount, currency.lower())
+    return company
+
+
+@pytest.fixture
+def company(stack: Stack) -> Company:
+    return onboard()
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_output(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """Every test's stdout/stderr (logs, EMF, child processes) is free of secrets."""
+    yield
+    out, err = capfd.readouterr()
+    leaked = SECRET_PATTERN.findall(out + err)
+    assert not leaked, "a secret reached the output"
+    # Give the output back so pytest still shows it for a failing test.
+    print(out, end="")
