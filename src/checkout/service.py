@@ -193,6 +193,9 @@ class CheckoutService:
         state = self._registry.acquire(key, owner)
         try:
             session, expired = self._checkout_under_lease(state, owner, settings, spec, params_json)
+        except LeaseLost:
+            # Our lease passed to another request: it now owns the reference.
+            raise CheckoutInProgress() from None
         finally:
             self._registry.release(key, owner)
         count("SessionsCreated")
