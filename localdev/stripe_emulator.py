@@ -371,6 +371,11 @@ class StripeEmulator:
                 _Fault(method.upper(), re.compile(path_pattern), status, count, after, delay)
             )
 
+    def clear_faults(self) -> None:
+        """Drop every injected fault that has not fired yet."""
+        with self._lock:
+            self._state.faults.clear()
+
     def revoke_key(self, api_key: str) -> None:
         """Make a key fail authentication from now on (a rotated key)."""
         with self._lock:

@@ -17,7 +17,7 @@ Sessions table (the session registry, written by the function; financial history
 
     pk = REFERENCE#<company-guid>#<internal-reference-id>   sk = HEAD
         company_id, reference, current_session_id, completed_session_id,
-        lease_owner, lease_expires_at (epoch s), pending_attempt (map), updated_at
+        lease_owner, lease_expires_at_ms (epoch ms), pending_attempt (map), updated_at (epoch s)
     pk = REFERENCE#<company-guid>#<internal-reference-id>   sk = SESSION#<checkout-session-id>
         session_id, company_id, reference, status, payment_status, ui_mode, stripe_account,
         amount_total, currency, livemode, created_at_ms (epoch ms, orders the history), updated_at (epoch s)

@@ -89,24 +89,26 @@ class DynamoSessionRegistry:
 
     def acquire(self, key: ReferenceKey, owner: str) -> ReferenceState:
         """Take the reference's lease and return its state; `CheckoutInProgress` when another holds it."""
-        now = int(self._clock())
+        now = self._clock()
+        now_ms = int(now * 1000)
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key=self._head_key(key),
                 UpdateExpression=(
-                    "SET lease_owner = :owner, lease_expires_at = :expires, company_id = :company, "
+                    "SET lease_owner = :owner, lease_expires_at_ms = :expires, company_id = :company, "
                     "#reference = :reference, updated_at = :now"
                 ),
-                ConditionExpression="attribute_not_exists(lease_owner) OR lease_expires_at < :now",
+                ConditionExpression="attribute_not_exists(lease_owner) OR lease_expires_at_ms < :now_ms",
                 ExpressionAttributeNames={"#reference": "reference"},
                 ExpressionAttributeValues=to_item(
                     {
                         ":owner": owner,
-                        ":expires": now + self._lease_seconds,
+                        ":expires": now_ms + self._lease_seconds * 1000,
                         ":company": str(key.company_id),
                         ":reference": key.reference,
-                        ":now": now,
+                        ":now": int(now),
+                        ":now_ms": now_ms,
                     }
                 ),
             )
@@ -121,7 +123,7 @@ class DynamoSessionRegistry:
     def release(self, key: ReferenceKey, owner: str) -> None:
         """Give the lease back; a lease already taken over is left alone."""
         with contextlib.suppress(LeaseLost):
-            self._update_head(key, owner, "REMOVE lease_owner, lease_expires_at", {})
+            self._update_head(key, owner, "REMOVE lease_owner, lease_expires_at_ms", {})
 
     def load(self, key: ReferenceKey) -> ReferenceState:
         """The reference's head and sessions, read consistently."""

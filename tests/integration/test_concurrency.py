@@ -17,7 +17,9 @@ from tests.conftest import ROUTE, Company, Stack
 WORKERS = 20
 
 
-def _one_request(barrier: Barrier, results: multiprocessing.Queue[tuple[int, dict[str, Any]]], body: str) -> None:
+def _one_request(
+    barrier: Barrier, results: multiprocessing.Queue[tuple[int, dict[str, Any]]], body: str
+) -> None:
     # Importing the handler is a cold start; the barrier makes the invocations, not the
     # imports, happen together.
     from handlers.checkout_api import lambda_handler
@@ -69,4 +71,6 @@ def test_twenty_concurrent_requests_leave_exactly_one_open_recorded_session(
     assert open_at_stripe == [record["current_session_id"]]
     assert {s["id"] for s in at_stripe} == {s["session_id"] for s in record["sessions"]}
     assert len(at_stripe) == statuses.count(200)
-    assert {s["session_id"]: s["status"] for s in record["sessions"]} == {s["id"]: s["status"] for s in at_stripe}
+    assert {s["session_id"]: s["status"] for s in record["sessions"]} == {
+        s["id"]: s["status"] for s in at_stripe
+    }
