@@ -307,7 +307,8 @@ class StripeEmulator:
         """Serve in a background thread; `port=0` picks a free port. Returns self."""
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
-        self.url = f"http://{host}:{self._server.server_address[1]}"
+        shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
+        self.url = f"http://{shown}:{self._server.server_address[1]}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="stripe-emulator", daemon=True
         )

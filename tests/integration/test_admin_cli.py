@@ -1,0 +1,98 @@
+"""checkout-admin: onboarding, catalogue, registry view, and its errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+
+import boto3
+import pytest
+
+from tests.conftest import STRIPE_KEY, Stack, admin
+
+CLI = [sys.executable, "-c", "import sys; from checkout.admin import main; sys.exit(main())"]
+
+
+def run(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *argv], input=stdin, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["company"], ["company", "put"], ["article"], ["article", "put"], ["sessions"]],
+)
+def test_every_command_has_help(command: list[str], stack: Stack) -> None:
+    result = run(*command, "--help")
+
+    assert result.returncode == 0
+    assert "usage: checkout-admin" in result.stdout
+
+
+def test_company_put_stores_settings_and_the_key_from_stdin(stack: Stack) -> None:
+    company_id = str(uuid.uuid4())
+
+    result = run(
+        "company", "put", "--company-id", company_id, "--allowed-url-prefix", "https://shop.example/",
+        "--confirmation-url", "https://shop.example/done", "--stripe-account", "acct_1Abc", "--stripe-secret-key-stdin",
+        stdin=STRIPE_KEY + "\n",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert STRIPE_KEY not in result.stdout + result.stderr
+    secrets = boto3.client("secretsmanager")
+    assert secrets.get_secret_value(SecretId=f"checkout/stripe/{company_id}")["SecretString"] == STRIPE_KEY
+
+
+def test_the_key_is_never_taken_from_the_command_line(stack: Stack) -> None:
+    result = run("company", "put", "--company-id", str(uuid.uuid4()), "--stripe-secret-key", STRIPE_KEY)
+
+    assert result.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "message"),
+    [
+        (["company", "put", "--company-id", "nope"], "", "not a GUID"),
+        (["company", "put", "--company-id", "00000000-0000-0000-0000-000000000000"], "", "empty GUID"),
+        (["company", "put", "--company-id", "{id}", "--stripe-secret-key-stdin"], "pk_test_abc", "Stripe secret key"),
+        (["company", "put", "--company-id", "{id}", "--stripe-account", "acc_1"], "", "acct_"),
+        (["company", "put", "--company-id", "{id}", "--allowed-url-prefix", "http://shop.example/"], "", "https"),
+        (
+            ["company", "put", "--company-id", "{id}", "--allowed-url-prefix", "https://a.example/",
+             "--confirmation-url", "https://b.example/"],
+            "",
+            "not under any --allowed-url-prefix",
+        ),
+        (["article", "put", "--company-id", "{id}", "--article-type-id", "0", "--article-id", "1", "--name", "A",
+          "--unit-amount", "1", "--currency", "SEK"], "", "greater than 0"),
+        (["article", "put", "--company-id", "{id}", "--article-type-id", "1", "--article-id", "1", "--name", "A",
+          "--unit-amount", "9.95", "--currency", "SEK"], "", "minor units"),
+        (["article", "put", "--company-id", "{id}", "--article-type-id", "1", "--article-id", "1", "--name", "A",
+          "--unit-amount", "995", "--currency", "KRONOR"], "", "currency"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_a_clear_error_and_exit_2(
+    stack: Stack, argv: list[str], stdin: str, message: str
+) -> None:
+    company_id = str(uuid.uuid4())
+
+    result = run(*[a.replace("{id}", company_id) for a in argv], stdin=stdin)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_article_put_and_sessions_show_the_registry(stack: Stack) -> None:
+    company_id = str(uuid.uuid4())
+    admin("company", "put", "--company-id", company_id, "--stripe-secret-key-stdin", stdin=STRIPE_KEY)
+
+    stored = admin(
+        "article", "put", "--company-id", company_id, "--article-type-id", "3", "--article-id", "9",
+        "--name", "Punch card", "--unit-amount", "120000", "--currency", "sek",
+    )  # fmt: skip
+    empty = admin("sessions", "--company-id", company_id, "--reference", "nothing-yet")
+
+    assert stored["currency"] == "sek" and stored["unit_amount"] == 120000 and stored["active"] is True
+    assert empty["sessions"] == [] and empty["current_session_id"] is None
