@@ -53,7 +53,7 @@ def stack() -> Iterator[Stack]:
         **TABLES,
         "STRIPE_API_BASE": emulator.url,
         "STRIPE_TIMEOUT_SECONDS": "5",
-        "CORS_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
+        "CORS_ALLOWED_ORIGINS": f"{ALLOWED_ORIGIN},http://localhost:3000",
         "POWERTOOLS_METRICS_NAMESPACE": "CheckoutTests",
         "POWERTOOLS_LOG_LEVEL": "INFO",
     }

@@ -1,0 +1,85 @@
+"""Every file in events/ goes through the handler and gets the answer it is there to show."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localdev.aws_stack import FUNCTION, load_template
+from localdev.local_api import DEMO_ARTICLES, DEMO_COMPANY_ID
+from tests.conftest import STRIPE_KEY, Api, Stack, admin
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+ENV_FILE = "env.json"
+
+
+def _hosted(status: int, body: dict[str, Any]) -> None:
+    assert status == 200, body
+    assert body["Status"] == "open" and body["Url"] and "ClientSecret" not in body
+
+
+def _embedded(status: int, body: dict[str, Any]) -> None:
+    assert status == 200, body
+    assert body["Status"] == "open" and body["ClientSecret"] and "Url" not in body
+
+
+def _validation_error(status: int, body: dict[str, Any]) -> None:
+    assert status == 400
+    assert body["ResponseStatus"]["Errors"][0]["FieldName"] == "Articles"
+
+
+def _preflight(status: int, body: dict[str, Any]) -> None:
+    assert status == 204
+
+
+EXPECTED = {
+    "hosted.json": _hosted,
+    "embedded.json": _embedded,
+    "validation-error.json": _validation_error,
+    "cors-preflight.json": _preflight,
+}
+
+
+@pytest.fixture(scope="module")
+def demo_company(stack: Stack) -> str:
+    admin(
+        "company", "put", "--company-id", DEMO_COMPANY_ID, "--allowed-url-prefix", "http://localhost:3000/",
+        "--stripe-secret-key-stdin", stdin=STRIPE_KEY,
+    )  # fmt: skip
+    for type_id, article_id, name, amount, currency in DEMO_ARTICLES:
+        admin(
+            "article", "put", "--company-id", DEMO_COMPANY_ID, "--article-type-id", str(type_id),
+            "--article-id", str(article_id), "--name", name, "--unit-amount", str(amount), "--currency", currency,
+        )  # fmt: skip
+    return DEMO_COMPANY_ID
+
+
+def test_every_event_file_has_an_expected_answer() -> None:
+    assert sorted(p.name for p in EVENTS.glob("*.json") if p.name != ENV_FILE) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_event_goes_through_the_handler(api: Api, demo_company: str, name: str) -> None:
+    event = json.loads((EVENTS / name).read_text(encoding="utf-8"))
+
+    reply = api.invoke(event)
+
+    EXPECTED[name](reply.status, json.loads(reply.text) if reply.text else {})
+    origin = event["headers"].get("Origin")
+    if origin:
+        assert reply.headers.get("Access-Control-Allow-Origin") == origin
+
+
+def test_env_vars_file_overrides_only_variables_the_template_declares() -> None:
+    declared = load_template()["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+    overrides = json.loads((EVENTS / ENV_FILE).read_text(encoding="utf-8"))
+
+    assert list(overrides) == [FUNCTION]
+    assert set(overrides[FUNCTION]) <= set(declared)
+    origins = overrides[FUNCTION]["CORS_ALLOWED_ORIGINS"].split(",")
+    for name in EXPECTED:
+        origin = json.loads((EVENTS / name).read_text(encoding="utf-8"))["headers"].get("Origin")
+        assert origin is None or origin in origins

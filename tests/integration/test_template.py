@@ -1,0 +1,90 @@
+"""template.yaml and the code agree: tables, key layout, handler, configuration, dependencies."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from types import ModuleType
+
+from checkout import dynamodb_layout as layout
+from localdev.aws_stack import FUNCTION, load_template, table_definitions
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _keys(definition: dict[str, object]) -> list[tuple[str, str]]:
+    return [(k["AttributeName"], k["KeyType"]) for k in definition["KeySchema"]]  # type: ignore[attr-defined]
+
+
+def test_both_tables_use_the_key_layout_the_code_uses() -> None:
+    tables = table_definitions()
+
+    assert set(tables) == {"COMPANIES_TABLE_NAME", "SESSIONS_TABLE_NAME"}
+    for definition in tables.values():
+        assert _keys(definition) == [(layout.PK, "HASH"), (layout.SK, "RANGE")]
+        assert definition["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_the_session_registry_has_the_session_id_index() -> None:
+    [index] = table_definitions()["SESSIONS_TABLE_NAME"]["GlobalSecondaryIndexes"]
+
+    assert index["IndexName"] == layout.SESSION_ID_INDEX
+    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [(layout.SESSION_ID, "HASH")]
+
+
+def test_tables_keep_their_data() -> None:
+    resources = load_template()["Resources"]
+
+    for name in ("CompaniesTable", "SessionsTable"):
+        table = resources[name]
+        assert table["DeletionPolicy"] == "Retain"
+        assert table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+        assert table["Properties"]["DeletionProtectionEnabled"] is True
+
+
+def test_the_handler_named_in_the_template_exists(handler_module: ModuleType) -> None:
+    function = load_template()["Resources"][FUNCTION]["Properties"]
+    module_name, attribute = function["Handler"].rsplit(".", 1)
+
+    assert function["CodeUri"] == "src/"
+    assert (ROOT / "src" / (module_name.replace(".", "/") + ".py")).is_file()
+    assert module_name == handler_module.__name__
+    assert callable(getattr(handler_module, attribute))
+
+
+def test_every_variable_the_template_sets_is_documented_in_the_readme() -> None:
+    variables = load_template()["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+
+    for name in variables:
+        assert f"`{name}`" in readme, name
+
+
+def test_every_variable_the_code_reads_is_documented_in_the_readme() -> None:
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "src").rglob("*.py"))
+    sources += "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "localdev").rglob("*.py"))
+    read = set(re.findall(r"""os\.environ(?:\.get)?\(\s*["']([A-Z][A-Z0-9_]+)["']""", sources))
+    read |= set(re.findall(r"""_(?:int|float)\(\s*["']([A-Z][A-Z0-9_]+)["']""", sources))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+
+    assert read, "no configuration variables found; the pattern above is stale"
+    assert sorted(name for name in read if f"`{name}`" not in readme) == []
+
+
+def test_runtime_dependencies_are_pinned_in_the_one_list_sam_build_installs() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    requirements = [
+        line.strip()
+        for line in (ROOT / "src" / "requirements.txt").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    assert pyproject["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["src/requirements.txt"]}
+    assert {r.split("==")[0] for r in requirements} == {
+        "aws-lambda-powertools",
+        "boto3",
+        "pydantic",
+        "stripe",
+    }
+    assert all(re.fullmatch(r"[a-z0-9-]+==[0-9.]+", r) for r in requirements)
