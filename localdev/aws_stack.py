@@ -100,7 +100,7 @@ class LocalAws:
         self._thread: threading.Thread | None = None
         self.url = ""
 
-    def start(self, port: int = 0) -> LocalAws:
+    def start(self, port: int = 0, host: str = "127.0.0.1") -> LocalAws:
         """Serve in a background thread; `port=0` picks a free port. Returns self."""
         app = DomainDispatcherApplication(create_backend_app)
         lock = threading.Lock()

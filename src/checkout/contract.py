@@ -38,7 +38,12 @@ class _WireModel(BaseModel):
     """PascalCase on the wire, snake_case in Python, ServiceStack's lenient binding."""
 
     model_config = ConfigDict(
-        alias_generator=to_pascal, validate_by_name=True, validate_by_alias=True, extra="ignore", frozen=True
+        alias_generator=to_pascal,
+        validate_by_name=True,
+        validate_by_alias=True,
+        extra="ignore",
+        frozen=True,
+        field_title_generator=lambda name, info: to_pascal(name),
     )
 
     @model_validator(mode="before")
