@@ -9,6 +9,7 @@ hold client secrets.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
@@ -21,6 +22,11 @@ METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "BookingPa
 # A request that fails validation publishes no counters on the shared object (its
 # rejection is its own record), which is normal here, not worth a warning per request.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+# At DEBUG, botocore logs response bodies (GetSecretValue's holds a Stripe key) and
+# urllib3/stripe log request details; keep them quiet whatever the root level is.
+for _noisy in ("botocore", "boto3", "urllib3", "stripe"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 logger = Logger(service=SERVICE_NAME)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)

@@ -80,6 +80,7 @@ def _error(
     status: int, error_code: str, message: str, errors: list[FieldError] | None = None
 ) -> Response[str]:
     count_rejection(error_code)
+    logger.info("Request rejected", extra={"status": status, "error_code": error_code})
     return _json(status, ErrorResponse.of(error_code, message, errors or []).to_wire())
 
 

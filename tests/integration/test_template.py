@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -88,3 +89,41 @@ def test_runtime_dependencies_are_pinned_in_the_one_list_sam_build_installs() ->
         "stripe",
     }
     assert all(re.fullmatch(r"[a-z0-9-]+==[0-9.]+", r) for r in requirements)
+
+
+def test_api_gateway_errors_carry_the_response_status_body() -> None:
+    api = load_template()["Resources"]["CheckoutApi"]["Properties"]
+    responses = api["GatewayResponses"]
+
+    assert {"MISSING_AUTHENTICATION_TOKEN", "INVALID_API_KEY", "THROTTLED", "REQUEST_TOO_LARGE"} <= set(
+        responses
+    )
+    for name, response in responses.items():
+        template = response["ResponseTemplates"]["application/json"].replace(
+            "$context.error.messageString", '"a message"'
+        )
+        body = json.loads(template)
+        assert set(body["ResponseStatus"]) >= {"ErrorCode", "Message"}, name
+        assert "Access-Control-Allow-Origin" in response["ResponseParameters"]["Headers"], name
+    assert api["Auth"]["ApiKeyRequired"] is True
+    assert api["Auth"]["AddApiKeyRequiredToCorsPreflight"] is False
+
+
+def test_function_permissions_name_actions_and_resources() -> None:
+    statements = load_template()["Resources"][FUNCTION]["Properties"]["Policies"][0]["Statement"]
+
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all("*" not in action for action in actions), statement
+        assert statement["Resource"] != "*", statement
+
+
+def test_preflight_routes_need_no_api_key() -> None:
+    events = load_template()["Resources"][FUNCTION]["Properties"]["Events"]
+    preflights = [e["Properties"] for e in events.values() if e["Properties"]["Method"] == "OPTIONS"]
+
+    assert {p["Path"] for p in preflights} == {
+        "/payment/stripe/v1/checkout",
+        "/payment/stripe/v1/checkout.json",
+    }
+    assert all(p["Auth"]["ApiKeyRequired"] is False for p in preflights)
