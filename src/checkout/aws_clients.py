@@ -6,7 +6,7 @@ tests and the local API point it at moto.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -50,12 +50,30 @@ def aws_failure(exc: Exception, service: str) -> UpstreamFailure:
     return UpstreamFailure(503, "AwsUnavailable", f"{service} is unavailable; please retry.")
 
 
+def _condition_failed(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code")
+    if code == "ConditionalCheckFailedException":
+        return True
+    reasons = exc.response.get("CancellationReasons", [])
+    return code == "TransactionCanceledException" and any(
+        r.get("Code") == "ConditionalCheckFailed" for r in reasons
+    )
+
+
 @contextmanager
-def aws_errors(service: str) -> Iterator[None]:
-    """Turn boto3 failures inside the block into `UpstreamFailure`."""
+def aws_errors(service: str, on_condition_failed: Callable[[], Exception] | None = None) -> Iterator[None]:
+    """Turn boto3 failures inside the block into `UpstreamFailure`.
+
+    A failed DynamoDB condition (alone or in a transaction) is not a failure of AWS but
+    an answer; with `on_condition_failed` it raises what that factory returns instead.
+    """
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
+    except ClientError as exc:
+        if on_condition_failed is not None and _condition_failed(exc):
+            raise on_condition_failed() from None
+        raise aws_failure(exc, service) from exc
+    except BotoCoreError as exc:
         raise aws_failure(exc, service) from exc
 
 

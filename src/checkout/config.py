@@ -14,27 +14,15 @@ from dataclasses import dataclass
 from checkout.errors import ConfigurationError
 
 
-def _int(name: str, default: int, minimum: int) -> int:
+def _number[N: (int, float)](name: str, default: N, minimum: N, kind: type[N]) -> N:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _float(name: str, default: float, minimum: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+        what = "an integer" if kind is int else "a number"
+        raise ConfigurationError(f"{name} must be {what}, got {raw!r}") from None
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
     return value
@@ -64,12 +52,12 @@ class Config:
             stripe_api_base=os.environ.get("STRIPE_API_BASE", "").strip() or None,
             # Two retries with Stripe's backoff (0.5 s, 1 s) ride out a blip; more would
             # push a request past API Gateway's 29 s integration timeout.
-            stripe_max_network_retries=_int("STRIPE_MAX_NETWORK_RETRIES", 2, 0),
+            stripe_max_network_retries=_number("STRIPE_MAX_NETWORK_RETRIES", 2, 0, int),
             # stripe-python's default is 80 s, longer than the whole Lambda may run.
-            stripe_timeout_seconds=_float("STRIPE_TIMEOUT_SECONDS", 8.0, 0.1),
+            stripe_timeout_seconds=_number("STRIPE_TIMEOUT_SECONDS", 8.0, 0.1, float),
             # Must exceed the Lambda timeout, so a lease is never taken over while
             # the invocation that holds it can still write (see session_registry).
-            lease_seconds=_int("CHECKOUT_LEASE_SECONDS", 120, 1),
-            settings_cache_seconds=_int("SETTINGS_CACHE_SECONDS", 60, 0),
-            secret_cache_seconds=_int("SECRET_CACHE_SECONDS", 300, 0),
+            lease_seconds=_number("CHECKOUT_LEASE_SECONDS", 120, 1, int),
+            settings_cache_seconds=_number("SETTINGS_CACHE_SECONDS", 60, 0, int),
+            secret_cache_seconds=_number("SECRET_CACHE_SECONDS", 300, 0, int),
         )

@@ -20,10 +20,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from checkout import dynamodb_layout as layout
-from checkout.aws_clients import aws_errors, aws_failure, from_item, to_item
+from checkout.aws_clients import aws_errors, from_item, to_item
 from checkout.domain import (
     CheckoutSession,
     PendingAttempt,
@@ -41,8 +39,8 @@ _SERVICE = "DynamoDB"
 _LEASE_HELD_BY = "lease_owner = :owner"
 
 
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
+class _AlreadyFinal(Exception):
+    """The session was no longer open when its status was to be updated."""
 
 
 def _attempt(raw: Any) -> PendingAttempt | None:
@@ -71,27 +69,20 @@ class DynamoSessionRegistry:
         return to_item({layout.PK: layout.reference_pk(key), layout.SK: layout.HEAD_SK})
 
     def _update_head(self, key: ReferenceKey, owner: str, expression: str, values: dict[str, Any]) -> None:
-        try:
-            with_owner = {":owner": owner, **values}
+        with aws_errors(_SERVICE, on_condition_failed=LeaseLost):
             self._client.update_item(
                 TableName=self._table,
                 Key=self._head_key(key),
                 UpdateExpression=expression,
                 ConditionExpression=_LEASE_HELD_BY,
-                ExpressionAttributeValues=to_item(with_owner),
+                ExpressionAttributeValues=to_item({":owner": owner, **values}),
             )
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                raise LeaseLost() from None
-            raise aws_failure(exc, _SERVICE) from exc
-        except BotoCoreError as exc:
-            raise aws_failure(exc, _SERVICE) from exc
 
     def acquire(self, key: ReferenceKey, owner: str) -> ReferenceState:
         """Take the reference's lease and return its state; `CheckoutInProgress` when another holds it."""
         now = self._clock()
         now_ms = int(now * 1000)
-        try:
+        with aws_errors(_SERVICE, on_condition_failed=CheckoutInProgress):
             self._client.update_item(
                 TableName=self._table,
                 Key=self._head_key(key),
@@ -112,12 +103,6 @@ class DynamoSessionRegistry:
                     }
                 ),
             )
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                raise CheckoutInProgress() from None
-            raise aws_failure(exc, _SERVICE) from exc
-        except BotoCoreError as exc:
-            raise aws_failure(exc, _SERVICE) from exc
         return self.load(key)
 
     def release(self, key: ReferenceKey, owner: str) -> None:
@@ -230,7 +215,7 @@ class DynamoSessionRegistry:
         if make_current:
             expression += ", current_session_id = :session"
             values[":session"] = session.id
-        try:
+        with aws_errors(_SERVICE, on_condition_failed=LeaseLost):
             self._client.transact_write_items(
                 TransactItems=[
                     {
@@ -250,14 +235,6 @@ class DynamoSessionRegistry:
                     },
                 ]
             )
-        except ClientError as exc:
-            if _error_code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in str(
-                exc.response.get("CancellationReasons", "")
-            ) + str(exc):
-                raise LeaseLost() from None
-            raise aws_failure(exc, _SERVICE) from exc
-        except BotoCoreError as exc:
-            raise aws_failure(exc, _SERVICE) from exc
 
     def record_orphan(
         self, key: ReferenceKey, session: CheckoutSession, stripe_account: str | None, ui_mode: str
@@ -302,11 +279,7 @@ class DynamoSessionRegistry:
                     }
                 }
             )
-        try:
+        # A session no longer open is final at Stripe: a webhook or an earlier request
+        # got there first, and its word stands.
+        with contextlib.suppress(_AlreadyFinal), aws_errors(_SERVICE, on_condition_failed=_AlreadyFinal):
             self._client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if _error_code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in str(exc):
-                return  # already final: a webhook or an earlier request got there first
-            raise aws_failure(exc, _SERVICE) from exc
-        except BotoCoreError as exc:
-            raise aws_failure(exc, _SERVICE) from exc

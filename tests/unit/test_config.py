@@ -1,0 +1,62 @@
+"""Configuration from the environment: documented defaults, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from checkout.config import Config
+from checkout.errors import ConfigurationError
+
+VARIABLES = (
+    "COMPANIES_TABLE_NAME", "SESSIONS_TABLE_NAME", "STRIPE_SECRET_NAME_PREFIX", "STRIPE_API_BASE",
+    "STRIPE_MAX_NETWORK_RETRIES", "STRIPE_TIMEOUT_SECONDS", "CHECKOUT_LEASE_SECONDS",
+    "SETTINGS_CACHE_SECONDS", "SECRET_CACHE_SECONDS",
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults() -> None:
+    assert Config.from_env() == Config(
+        companies_table="checkout-companies",
+        sessions_table="checkout-sessions",
+        secret_name_prefix="checkout/stripe/",
+        stripe_api_base=None,
+        stripe_max_network_retries=2,
+        stripe_timeout_seconds=8.0,
+        lease_seconds=120,
+        settings_cache_seconds=60,
+        secret_cache_seconds=300,
+    )
+
+
+def test_empty_values_mean_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRIPE_API_BASE", "")
+    monkeypatch.setenv("STRIPE_MAX_NETWORK_RETRIES", " ")
+
+    config = Config.from_env()
+
+    assert config.stripe_api_base is None and config.stripe_max_network_retries == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("STRIPE_MAX_NETWORK_RETRIES", "two", "must be an integer"),
+        ("STRIPE_TIMEOUT_SECONDS", "fast", "must be a number"),
+        ("STRIPE_TIMEOUT_SECONDS", "0", "must be at least 0.1"),
+        ("CHECKOUT_LEASE_SECONDS", "0", "must be at least 1"),
+        ("SECRET_CACHE_SECONDS", "-5", "must be at least 0"),
+    ],
+)
+def test_malformed_values_are_named(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ConfigurationError, match=f"{name} {message}"):
+        Config.from_env()
