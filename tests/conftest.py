@@ -86,6 +86,10 @@ class Reply:
         return json.loads(self.text)
 
 
+# Status codes the handler answered during the current test (see no_unexpected_500).
+ANSWERED: list[int] = []
+
+
 @dataclass
 class Api:
     """Sends API Gateway REST events through the real handler."""
@@ -110,6 +114,7 @@ class Api:
 
     def invoke(self, event: dict[str, Any]) -> Reply:
         response = self.module.lambda_handler(event, LocalContext())
+        ANSWERED.append(response["statusCode"])
         return Reply(response["statusCode"], response_headers(response), response.get("body") or "")
 
     def post(self, body: Any, **kwargs: Any) -> Reply:
@@ -207,3 +212,12 @@ def no_secrets_in_output(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
     assert not leaked, "a secret reached the output"
     # Give the output back so pytest still shows it for a failing test.
     print(out, end="")
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_500(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A 500 means a bug: only a test that injects one on purpose may see it."""
+    ANSWERED.clear()
+    yield
+    if request.node.get_closest_marker("injects_bug") is None:
+        assert 500 not in ANSWERED, "the handler answered 500"

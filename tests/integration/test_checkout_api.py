@@ -490,6 +490,7 @@ def test_cors_headers_on_answers_to_allowed_origins_only(api: Api, company: Comp
 # -- failures and bugs -------------------------------------------------------------------
 
 
+@pytest.mark.injects_bug
 def test_an_unexpected_bug_is_a_500_without_details(
     api: Api, company: Company, handler_module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
