@@ -68,7 +68,8 @@ def curl_command(base_url: str) -> str:
     )
 
 
-def _onboard_demo_company(base_url: str, stripe_key: str) -> None:
+def onboard_demo_company(base_url: str, stripe_key: str) -> None:
+    """Onboard the demo company and its articles through checkout-admin (output discarded)."""
     from checkout.admin import main as admin
 
     def run(*argv: str, stdin: str = "") -> None:
@@ -202,7 +203,7 @@ class LocalStack:
         self.server.daemon_threads = True
         shown_host = "127.0.0.1" if self.host in {"0.0.0.0", "::"} else self.host
         self.base_url = f"http://{shown_host}:{self.server.server_address[1]}"
-        _onboard_demo_company(self.base_url, stripe_key)
+        onboard_demo_company(self.base_url, stripe_key)
 
         # Imported only now: the handler builds its clients from the environment above.
         module = importlib.import_module("handlers.checkout_api")

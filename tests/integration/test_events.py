@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from localdev.aws_stack import FUNCTION, load_template
-from localdev.local_api import DEMO_ARTICLES, DEMO_COMPANY_ID
-from tests.conftest import STRIPE_KEY, Api, Stack, admin
+from localdev.local_api import DEMO_COMPANY_ID, onboard_demo_company
+from tests.conftest import STRIPE_KEY, Api, Stack
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 ENV_FILE = "env.json"
@@ -45,15 +45,8 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def demo_company(stack: Stack) -> str:
-    admin(
-        "company", "put", "--company-id", DEMO_COMPANY_ID, "--allowed-url-prefix", "http://localhost:3000/",
-        "--stripe-secret-key-stdin", stdin=STRIPE_KEY,
-    )  # fmt: skip
-    for type_id, article_id, name, amount, currency in DEMO_ARTICLES:
-        admin(
-            "article", "put", "--company-id", DEMO_COMPANY_ID, "--article-type-id", str(type_id),
-            "--article-id", str(article_id), "--name", name, "--unit-amount", str(amount), "--currency", currency,
-        )  # fmt: skip
+    # The same onboarding `./dev run` does, which the events are written for.
+    onboard_demo_company("http://localhost:3000", STRIPE_KEY)
     return DEMO_COMPANY_ID
 
 
