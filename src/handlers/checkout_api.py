@@ -80,7 +80,9 @@ def _error(
     status: int, error_code: str, message: str, errors: list[FieldError] | None = None
 ) -> Response[str]:
     count_rejection(error_code)
-    logger.info("Request rejected", extra={"status": status, "error_code": error_code})
+    # 5xx is ours or upstream's to fix, worth an on-call's eye; 4xx is the caller's.
+    log = logger.warning if status >= 500 else logger.info
+    log("Request rejected", extra={"status": status, "error_code": error_code})
     return _json(status, ErrorResponse.of(error_code, message, errors or []).to_wire())
 
 
@@ -164,7 +166,6 @@ def _conflict(exc: CheckoutError) -> Response[str]:
 @app.exception_handler(UpstreamFailure)
 def _upstream(exc: UpstreamFailure) -> Response[str]:
     metrics_name = "StripeFailure" if exc.error_code.startswith("Stripe") else "AwsFailure"
-    logger.warning("Upstream failure", extra={"error_code": exc.error_code, "status": exc.status})
     metrics.add_metric(name=metrics_name, unit="Count", value=1)
     return _error(exc.status, exc.error_code, exc.message)
 
