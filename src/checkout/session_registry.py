@@ -175,7 +175,7 @@ class DynamoSessionRegistry:
     def _session_item(
         self, key: ReferenceKey, session: CheckoutSession, stripe_account: str | None, ui_mode: str
     ) -> dict[str, Any]:
-        now = int(self._clock())
+        now = self._clock()
         return to_item(
             {
                 layout.PK: layout.reference_pk(key),
@@ -190,8 +190,8 @@ class DynamoSessionRegistry:
                 "amount_total": session.amount_total,
                 "currency": session.currency,
                 "livemode": session.livemode,
-                "created_at_ms": int(self._clock() * 1000),
-                "updated_at": now,
+                "created_at_ms": int(now * 1000),
+                "updated_at": int(now),
             }
         )
 
