@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -116,6 +118,14 @@ def make_receiver() -> Iterator[Callable[[], Receiver]]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 @pytest.fixture
@@ -432,11 +442,14 @@ def test_a_delayed_payment_completes_unpaid_until_the_bank_settles_it(
     session_id = session_for(client)
 
     completed = emulator.complete(session_id, delayed=True)
+    intent = str(completed["payment_intent"])
+    assert client.v1.payment_intents.retrieve(intent).status == "processing"
     settled = emulator.settle(session_id, succeeded=True)
 
     assert (completed["status"], completed["payment_status"]) == ("complete", "unpaid")
     assert str(completed["payment_intent"]).startswith("pi_")
     assert settled["payment_status"] == "paid"
+    assert client.v1.payment_intents.retrieve(intent).status == "succeeded"
     assert client.v1.checkout.sessions.retrieve(session_id).payment_status == "paid"
     events = emulator.events()
     assert [e["type"] for e in events] == [
@@ -500,6 +513,25 @@ def test_a_session_past_its_expires_at_expires_with_exactly_one_event(
 
     expired = [e for e in clocked.events() if e["type"] == "checkout.session.expired"]
     assert len(expired) == 1 and expired[0]["created"] == NOW + 24 * 3600
+
+
+def test_stripe_expires_a_session_on_its_own_and_announces_it(clock: Clock, receiver: Receiver) -> None:
+    emulator = StripeEmulator(clock, expiry_check_interval=0.05).start()
+    try:
+        client = client_for(emulator)
+        endpoint(client, receiver.url, ("checkout.session.expired",))
+        session_id = session_for(client)
+
+        clock.now += 24 * 3600  # and nobody asks about the session
+        deadline = time.monotonic() + 5
+        while not receiver.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        emulator.stop()
+
+    assert [(e["type"], e["data"]["object"]["id"]) for e in receiver.events()] == [
+        ("checkout.session.expired", session_id)
+    ]
 
 
 def test_an_expired_session_cannot_be_paid(clocked: StripeEmulator, clock: Clock) -> None:
@@ -739,7 +771,7 @@ def test_an_endpoint_that_keeps_failing_leaves_the_event_undelivered(
     client: stripe.StripeClient, emulator: StripeEmulator, receiver: Receiver
 ) -> None:
     endpoint(client, receiver.url)
-    endpoint(client, "http://127.0.0.1:9/unreachable")
+    endpoint(client, f"http://127.0.0.1:{closed_port()}/unreachable")
     receiver.answers = [500] * 10
 
     emulator.complete(session_for(client))
