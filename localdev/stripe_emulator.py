@@ -17,8 +17,9 @@ sessions per `Stripe-Account`, and treats idempotency keys as Stripe does (same 
 parameters: the saved answer again; other parameters: 400 `idempotency_error`).
 
 Tests drive it through Python (`complete`, `inject_fault`, `sessions`, `requests`);
-a developer can pay a hosted session in the browser at its `url`. Not shipped in the
-Lambda package.
+a developer can pay a hosted session in the browser at its `url`. The benchmark gives
+every API call a standing latency (`latency=`) and records it in a `CallLog`. Not
+shipped in the Lambda package.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from localdev.remote_calls import STRIPE, CallLog
 
 API_VERSION = "2026-10-28.endive"
 UI_MODES = {"hosted_page", "embedded_page", "elements", "form"}
@@ -293,8 +296,14 @@ class _State:
 class StripeEmulator:
     """The emulator's state and HTTP server; `start()` serves it on 127.0.0.1."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, *, latency: float = 0.0, calls: CallLog | None = None
+    ) -> None:
+        """`latency`: seconds added to every API call (may be changed while serving);
+        `calls`: where to record every API call answered."""
         self._clock = clock
+        self.latency = latency
+        self.calls = calls
         self._lock = threading.RLock()
         self._state = _State()
         self._server: ThreadingHTTPServer | None = None
@@ -392,7 +401,20 @@ class StripeEmulator:
     def handle(
         self, method: str, raw_path: str, headers: dict[str, str], body: str
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        """Answer one API request: (status, JSON body, extra headers)."""
+        """Answer one API request: (status, JSON body, extra headers), after the standing latency."""
+        started = time.perf_counter()
+        if self.latency:
+            time.sleep(self.latency)
+        try:
+            return self._answer(method, raw_path, headers, body)
+        finally:
+            if self.calls is not None:
+                operation = f"{method} {re.sub(r'/cs_[^/?]+', '/{id}', urlsplit(raw_path).path)}"
+                self.calls.record(STRIPE, operation, started, time.perf_counter())
+
+    def _answer(
+        self, method: str, raw_path: str, headers: dict[str, str], body: str
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         parts = urlsplit(raw_path)
         params = decode_form(body if method == "POST" else parts.query)
         recorded = RecordedRequest(method, parts.path, params, headers)

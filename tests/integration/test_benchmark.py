@@ -1,0 +1,72 @@
+"""`./dev bench` works: the latency the servers inject and the calls they record.
+No test here checks a speed."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import stripe
+
+from localdev.aws_stack import REGION, LocalAws
+from localdev.remote_calls import DYNAMODB, STRIPE, CallLog
+from localdev.stripe_emulator import StripeEmulator
+from tests.conftest import STRIPE_KEY
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+def _dynamodb(url: str) -> DynamoDBClient:
+    return boto3.client(
+        "dynamodb", endpoint_url=url, region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+
+
+def test_local_aws_adds_its_latency_to_every_call_outside_its_lock() -> None:
+    calls = CallLog()
+    aws = LocalAws(latency=0.3, calls=calls).start()
+    clients = [_dynamodb(aws.url) for _ in range(2)]
+    start = threading.Barrier(2)
+
+    def list_tables(client: DynamoDBClient) -> None:
+        start.wait()
+        client.list_tables()
+
+    threads = [threading.Thread(target=list_tables, args=(client,)) for client in clients]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        aws.stop()
+
+    first, second = calls.since(0)
+    assert {(c.service, c.operation) for c in (first, second)} == {(DYNAMODB, "ListTables")}
+    assert min(first.duration, second.duration) >= 0.3
+    # Both waited at once: the latency does not queue behind the lock that serialises calls.
+    assert second.started < first.ended
+
+
+def test_the_emulator_adds_its_standing_latency_and_records_each_call() -> None:
+    calls = CallLog()
+    emulator = StripeEmulator(latency=0.05, calls=calls).start()
+    try:
+        client = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": emulator.url})
+        params: Any = {
+            "mode": "payment", "success_url": "https://shop.example/ok",
+            "line_items": [{"quantity": 1, "price_data": {"currency": "sek", "unit_amount": 1000,
+                                                          "product_data": {"name": "A"}}}],
+        }  # fmt: skip
+        session = client.v1.checkout.sessions.create(params=params)
+        client.v1.checkout.sessions.expire(session.id)
+    finally:
+        emulator.stop()
+    recorded = calls.since(0)
+    assert [(c.service, c.operation) for c in recorded] == [
+        (STRIPE, "POST /v1/checkout/sessions"),
+        (STRIPE, "POST /v1/checkout/sessions/{id}/expire"),
+    ]
+    assert all(c.duration >= 0.05 for c in recorded)
