@@ -4,18 +4,21 @@ No test here checks a speed."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import stripe
 
-from localdev.aws_stack import REGION, LocalAws
+from localdev.aws_stack import REGION, LocalAws, load_template
 from localdev.remote_calls import DYNAMODB, STRIPE, CallLog
 from localdev.stripe_emulator import StripeEmulator
 from tests.conftest import STRIPE_KEY
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _dynamodb(url: str) -> DynamoDBClient:
@@ -70,3 +73,10 @@ def test_the_emulator_adds_its_standing_latency_and_records_each_call() -> None:
         (STRIPE, "POST /v1/checkout/sessions/{id}/expire"),
     ]
     assert all(c.duration >= 0.05 for c in recorded)
+
+
+def test_the_reference_handler_is_not_in_the_lambda_package() -> None:
+    function = load_template()["Resources"]["CheckoutFunction"]["Properties"]
+    assert function["CodeUri"] == "src/"
+    assert (ROOT / "benchmarks" / "reference_handler.py").is_file()
+    assert not list((ROOT / "src").rglob("reference_handler.py"))
