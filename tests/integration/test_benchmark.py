@@ -1,8 +1,11 @@
-"""`./dev bench` works: the latency the servers inject and the calls they record.
-No test here checks a speed."""
+"""`./dev bench` works: the latency the servers inject, the calls they record, and one
+quick run that prints every figure for both handlers. No test here checks a speed."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +14,7 @@ import boto3
 import stripe
 
 from localdev.aws_stack import REGION, LocalAws, load_template
+from localdev.benchmark import SCENARIOS
 from localdev.remote_calls import DYNAMODB, STRIPE, CallLog
 from localdev.stripe_emulator import StripeEmulator
 from tests.conftest import STRIPE_KEY
@@ -80,3 +84,47 @@ def test_the_reference_handler_is_not_in_the_lambda_package() -> None:
     assert function["CodeUri"] == "src/"
     assert (ROOT / "benchmarks" / "reference_handler.py").is_file()
     assert not list((ROOT / "src").rglob("reference_handler.py"))
+
+
+def test_a_quick_run_prints_every_scenario_and_figure_for_both_handlers() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "localdev.benchmark", "--quick", "--requests", "2",
+         "--stripe-latency-ms", "2", "--dynamodb-latency-ms", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    assert "WARNING" not in out
+    number, count, ratio = r"\d+(?:\.\d+)?", r"\d+(?:-\d+)?", r"\d+\.\d\dx"
+    per_scenario = {
+        "p50 latency (ms)": (number, ratio),
+        "p95 latency (ms)": (number, ratio),
+        "CPU per request, mean (ms)": (number, ratio),
+        "Stripe round trips, critical path": (count, None),
+        "DynamoDB round trips, critical path": (count, None),
+        "Secrets Manager, critical path": (count, None),
+        "calls made: Stripe+DynamoDB+Secrets": (rf"{count}\+{count}\+{count}", None),
+    }
+    once = {
+        "warm CPU per request, mean of scenarios": (number, ratio),
+        "first response (ms), from process start": (number, ratio),
+        "import of the handler module (ms)": (number, ratio),
+        "peak RSS of the worker (MB)": (number, ratio),
+        "peak RSS right after the import (MB)": (number, ratio),
+    }
+    blocks = re.split(r"^(?=\S)", out, flags=re.MULTILINE)
+    for scenario in SCENARIOS:
+        block = next((b for b in blocks if b.startswith(scenario.title)), None)
+        assert block is not None, f"no table for {scenario.title}\n{out}"
+        for label, (value, ratio_pattern) in per_scenario.items():
+            assert _row(block, label, value, ratio_pattern), f"{scenario.title}: {label}\n{out}"
+    for label, (value, ratio_pattern) in once.items():
+        assert _row(out, label, value, ratio_pattern), f"{label}\n{out}"
+
+
+def _row(text: str, label: str, value: str, ratio: str | None) -> bool:
+    """A row with the label, a figure for the service and for the reference, and the ratio."""
+    tail = rf"\s+{ratio}" if ratio else ""
+    return (
+        re.search(rf"^  {re.escape(label)}\s+{value}\s+{value}{tail}(\s|$)", text, re.MULTILINE) is not None
+    )
