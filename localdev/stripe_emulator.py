@@ -39,8 +39,9 @@ a platform endpoint with `connect=true` gets every connected account's (with `ac
 Tests drive it through Python: `complete` (card, or a delayed bank debit), `settle`,
 `expire`, `deliver`, `pause_deliveries`/`resume_deliveries`, `wait_for_deliveries`,
 `inject_fault`, `revoke_key`, and read it back with `sessions`, `line_items`, `events`,
-`deliveries`, `webhook_endpoints`, `refunds`, `requests`. Not shipped in the Lambda
-package.
+`deliveries`, `webhook_endpoints`, `refunds`, `requests`. The benchmark gives every API
+call a standing latency (`latency=`) and records it in a `CallLog`. Not shipped in the
+Lambda package.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ from localdev.emulator_wire import (
     public,
     url,
 )
+from localdev.remote_calls import STRIPE, CallLog
 
 UI_MODES = {"hosted_page", "embedded_page", "elements", "form"}
 LOCALES = {"auto", "bg", "cs", "da", "de", "el", "en", "en-GB", "es", "es-419", "et", "fi", "fil", "fr",
@@ -205,8 +207,12 @@ class StripeEmulator:
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         delivery_timeout: float = 5.0,
         expiry_check_interval: float = 1.0,
+        latency: float = 0.0,
+        calls: CallLog | None = None,
     ) -> None:
         self._clock = clock
+        self.latency = latency  # seconds added to every API call (the benchmark's)
+        self.calls = calls  # where to record every API call answered
         self._lock = threading.RLock()
         self._state = _State()
         self._server: ThreadingHTTPServer | None = None
@@ -456,7 +462,20 @@ class StripeEmulator:
     def handle(
         self, method: str, raw_path: str, headers: dict[str, str], body: str
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        """Answer one API request: (status, JSON body, extra headers)."""
+        """Answer one API request: (status, JSON body, extra headers), after the standing latency."""
+        started = time.perf_counter()
+        if self.latency:
+            time.sleep(self.latency)
+        try:
+            return self._answer(method, raw_path, headers, body)
+        finally:
+            if self.calls is not None:
+                operation = f"{method} {re.sub(r'/cs_[^/?]+', '/{id}', urlsplit(raw_path).path)}"
+                self.calls.record(STRIPE, operation, started, time.perf_counter())
+
+    def _answer(
+        self, method: str, raw_path: str, headers: dict[str, str], body: str
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         parts = urlsplit(raw_path)
         params = decode_form(body if method == "POST" else parts.query)
         recorded = RecordedRequest(method, parts.path, params, headers)
@@ -1052,6 +1071,9 @@ class StripeEmulator:
 def _handler_for(emulator: StripeEmulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as stripe-python's requests session expects
+        # Headers and body go out in two writes; with Nagle's algorithm the body waits
+        # for the client's delayed ACK, about 40 ms a call on Linux loopback.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # quiet: tests and the local API print their own summaries
