@@ -756,3 +756,7 @@ def main() -> None:
         threading.Event().wait()
     except KeyboardInterrupt:
         emulator.stop()
+
+
+if __name__ == "__main__":
+    main()
