@@ -74,7 +74,7 @@ def _listen[T](what: str, option: str, host: str, port: int, start: Callable[[],
 
 
 def sample_request(base_url: str, reference: str = "demo-booking-1") -> dict[str, Any]:
-    """The seed's sample request, with real values for the demo company."""
+    """The published operation's sample request, with real values for the demo company."""
     return {
         "CompanyId": DEMO_COMPANY_ID,
         "CountryCode": "SE",

@@ -155,7 +155,7 @@ class Company:
     articles: dict[tuple[int, int], tuple[str, int, str]] = field(default_factory=dict)
 
     def request(self, reference: str | None = None, **overrides: Any) -> dict[str, Any]:
-        """A valid request body for this company (the seed's sample with real values)."""
+        """A valid request body for this company (the published sample request with real values)."""
         body: dict[str, Any] = {
             "CompanyId": self.company_id,
             "CountryCode": "SE",

@@ -1,6 +1,6 @@
 """Errors the checkout use case reports to its callers.
 
-Each class is one outcome of the contract (`shared/reference/contract.md`, Errors); the
+Each class is one outcome of the contract (`docs/contract.md`, Errors); the
 Lambda entry point maps them to HTTP statuses and the ServiceStack `ResponseStatus`
 body. Messages are shown to booking frontends as they are, so they never carry a
 secret, and they say plainly what happened.
