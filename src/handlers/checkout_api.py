@@ -9,7 +9,6 @@ load, during Lambda's init phase, which runs with full CPU.
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Annotated, Any
 
@@ -28,13 +27,12 @@ from checkout.composition import build_service
 from checkout.config import Config
 from checkout.contract import ErrorResponse, StripeCheckoutQueryResponse, StripeV1CreateCheckout, field_errors
 from checkout.errors import (
-    AlreadyPaid,
     CheckoutError,
-    CheckoutInProgress,
     CheckoutNotConfigured,
     FieldError,
     InvalidRequest,
     UpstreamFailure,
+    http_status,
 )
 from checkout.observability import count_rejection, logger, metrics
 
@@ -45,21 +43,22 @@ _JSONP_CALLBACK = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*")
 _MAX_CALLBACK_LENGTH = 128
 
 
-def _cors() -> CORSConfig | None:
-    origins = [o.strip() for o in os.environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
+def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
     if not origins:
         return None
-    return CORSConfig(allow_origin=origins[0], extra_origins=origins[1:], max_age=600)
+    return CORSConfig(allow_origin=origins[0], extra_origins=list(origins[1:]), max_age=600)
 
 
-app = APIGatewayRestResolver(enable_validation=True, cors=_cors())
-SERVICE = build_service(Config.from_env())
+CONFIG = Config.from_env()
+app = APIGatewayRestResolver(enable_validation=True, cors=_cors(CONFIG.cors_allowed_origins))
+SERVICE = build_service(CONFIG)
 
 _ERROR_RESPONSES: dict[int, Any] = {
     status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
     for status, text in {
         400: "Validation failed; Errors lists every failing field",
-        409: "The reference is already paid, or another checkout for it is in progress",
+        409: "The reference is paid, a payment for it is settling, or another checkout is in progress",
+        429: "Too many new checkouts for this reference in the last minute (see Retry-After)",
         502: "Stripe failed or refused",
         503: "Stripe or AWS throttled or unavailable",
         504: "Stripe or AWS timed out",
@@ -77,13 +76,17 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 
 def _error(
-    status: int, error_code: str, message: str, errors: list[FieldError] | None = None
+    status: int,
+    error_code: str,
+    message: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[str]:
     count_rejection(error_code)
     # 5xx is ours or upstream's to fix, worth an on-call's eye; 4xx is the caller's.
     log = logger.warning if status >= 500 else logger.info
     log("Request rejected", extra={"status": status, "error_code": error_code})
-    return _json(status, ErrorResponse.of(error_code, message, errors or []).to_wire())
+    return _json(status, ErrorResponse.of(error_code, message, errors or []).to_wire(), headers)
 
 
 def _query_errors(app: EventHandlerInstance, next_middleware: Any) -> Any:
@@ -148,26 +151,16 @@ def _unsupported_content_type(exc: RequestUnsupportedContentType) -> Response[st
     )
 
 
-@app.exception_handler(InvalidRequest)
-def _invalid_request(exc: InvalidRequest) -> Response[str]:
-    return _error(400, exc.error_code, exc.message, exc.errors)
-
-
-@app.exception_handler(CheckoutNotConfigured)
-def _not_configured(exc: CheckoutNotConfigured) -> Response[str]:
-    return _error(400, exc.error_code, exc.message, [FieldError(exc.error_code, "CompanyId", exc.message)])
-
-
-@app.exception_handler([AlreadyPaid, CheckoutInProgress])
-def _conflict(exc: CheckoutError) -> Response[str]:
-    return _error(409, exc.error_code, exc.message)
-
-
-@app.exception_handler(UpstreamFailure)
-def _upstream(exc: UpstreamFailure) -> Response[str]:
-    metrics_name = "StripeFailure" if exc.error_code.startswith("Stripe") else "AwsFailure"
-    metrics.add_metric(name=metrics_name, unit="Count", value=1)
-    return _error(exc.status, exc.error_code, exc.message)
+@app.exception_handler(CheckoutError)
+def _checkout_error(exc: CheckoutError) -> Response[str]:
+    status = http_status(exc)
+    if isinstance(exc, UpstreamFailure):
+        metrics.add_metric(name="StripeFailure" if exc.from_stripe else "AwsFailure", unit="Count", value=1)
+    errors = exc.errors if isinstance(exc, InvalidRequest) else []
+    if isinstance(exc, CheckoutNotConfigured):
+        errors = [FieldError(exc.error_code, "CompanyId", exc.message)]
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    return _error(status, exc.error_code, exc.message, errors, headers)
 
 
 @app.not_found
