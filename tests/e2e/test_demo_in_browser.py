@@ -104,13 +104,17 @@ def _registry_until(
         time.sleep(0.25)
 
 
-def _session(record: dict[str, Any], session_id: str) -> dict[str, Any]:
-    found: dict[str, Any] = next(s for s in record["sessions"] if s["session_id"] == session_id)
-    return found
+def _states(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """(session id, the registry's state of it) for each session of the reference, oldest first."""
+    return [(s["session_id"], s["state"]) for s in record["sessions"]]
 
 
 def _paid(session_id: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda record: record["completed_session_id"] == session_id
+    return lambda record: record["paid_session_id"] == session_id
+
+
+def _error_shown(browser: WebDriver) -> str:
+    return _wait(browser, lambda b: b.find_element(By.ID, "error").text, "the error message")
 
 
 def test_hosted_payment_by_card_confirms_the_booking(
@@ -125,13 +129,11 @@ def test_hosted_payment_by_card_confirms_the_booking(
     session_id = _on_emulator_page(browser, local_api)
     page = browser.find_element(By.TAG_NAME, "body").text
     screenshot("hosted-checkout-page")
-    cancel = browser.find_element(By.ID, "cancel").get_attribute("href") or ""
+    cancel = urlsplit(browser.find_element(By.ID, "cancel").get_attribute("href") or "")
 
     assert "Haircut 45 min" in page and "Beard trim" in page
     assert re.search(r"750[.,]00", page) and "SEK" in page.upper()
-    assert urlsplit(cancel).path == "/demo/cancelled" and parse_qs(urlsplit(cancel).query)["booking"] == [
-        reference
-    ]
+    assert cancel.path == "/demo/cancelled" and parse_qs(cancel.query)["booking"] == [reference]
 
     browser.find_element(By.ID, "pay-card").click()
     query = _on_page(browser, local_api, "/demo/confirmed")
@@ -142,17 +144,16 @@ def test_hosted_payment_by_card_confirms_the_booking(
     assert title == CONFIRMED
     assert _text(browser, "#booking-ref") == reference
     record = _registry_until(local_api, reference, _paid(session_id))
-    assert record["completed_session_id"] == session_id
-    assert _session(record, session_id)["status"] == "complete"
-    assert [s["status"] for s in record["sessions"]] == ["complete"]
+    assert record["payment_state"] == "paid" and record["paid_session_id"] == session_id
+    assert _states(record) == [(session_id, "paid")]
 
     # The same booking cannot be paid twice: the service answers 409 AlreadyPaid.
     _open_demo(browser, local_api, booking=reference)
     browser.find_element(By.ID, "pay-hosted").click()
-    error = _wait(browser, lambda b: b.find_element(By.ID, "error").text, "the error message")
+    error = _error_shown(browser)
     screenshot("already-paid")
     assert "AlreadyPaid" in error
-    assert len(_registry(local_api, reference)["sessions"]) == 1
+    assert _states(_registry(local_api, reference)) == [(session_id, "paid")]
 
 
 def test_hosted_cancel_keeps_the_booking_unpaid_and_paying_again_replaces_the_session(
@@ -169,8 +170,8 @@ def test_hosted_cancel_keeps_the_booking_unpaid_and_paying_again_replaces_the_se
     assert _text(browser, "#status-title") == "Payment cancelled"
     assert reference in _text(browser, "#status-detail")
     record = _registry(local_api, reference)
-    assert record["completed_session_id"] is None
-    assert [(s["session_id"], s["status"]) for s in record["sessions"]] == [(first, "open")]
+    assert record["payment_state"] == "payable"
+    assert _states(record) == [(first, "open")] and record["current_session_id"] == first
 
     browser.find_element(By.ID, "retry").click()
     assert _text(browser, "#booking-ref") == reference
@@ -178,17 +179,16 @@ def test_hosted_cancel_keeps_the_booking_unpaid_and_paying_again_replaces_the_se
     second = _on_emulator_page(browser, local_api)
     record = _registry(local_api, reference)
     assert second != first
-    assert [(s["session_id"], s["status"]) for s in record["sessions"]] == [
-        (first, "expired"),
-        (second, "open"),
-    ]
-    assert record["current_session_id"] == second
+    assert _states(record) == [(first, "expired"), (second, "open")]
+    assert record["current_session_id"] == second and record["open_session_ids"] == [second]
 
     browser.find_element(By.ID, "pay-card").click()
     _on_page(browser, local_api, "/demo/confirmed")
     assert _status_shown(browser, "confirmed") == CONFIRMED
     screenshot("confirmation-page")
-    assert _registry_until(local_api, reference, _paid(second))["completed_session_id"] == second
+    record = _registry_until(local_api, reference, _paid(second))
+    assert record["payment_state"] == "paid"
+    assert _states(record) == [(first, "expired"), (second, "paid")]
 
 
 def test_delayed_payment_shows_processing_until_it_settles(
@@ -204,9 +204,14 @@ def test_delayed_payment_shows_processing_until_it_settles(
     confirmation = browser.current_url
     assert _status_shown(browser, "processing") == "Payment processing"
     screenshot("payment-processing")
-    record = _registry_until(local_api, reference, lambda r: _session(r, session_id)["status"] == "complete")
-    assert _session(record, session_id)["status"] == "complete"
-    assert _session(record, session_id)["payment_status"] == "unpaid"
+    record = _registry_until(local_api, reference, lambda r: r["payment_state"] == "processing")
+    assert record["payment_state"] == "processing" and record["processing_session_id"] == session_id
+    assert _states(record) == [(session_id, "processing")]
+
+    # While it settles, the booking cannot be paid again: 409 PaymentProcessing.
+    _open_demo(browser, local_api, booking=reference)
+    browser.find_element(By.ID, "pay-hosted").click()
+    assert "PaymentProcessing" in _error_shown(browser)
 
     browser.get(pay_page)
     _wait(browser, lambda b: b.find_elements(By.ID, "settle-succeeded"), "the settle button")
@@ -215,11 +220,8 @@ def test_delayed_payment_shows_processing_until_it_settles(
     browser.get(confirmation)
     assert _status_shown(browser, "confirmed") == CONFIRMED
     screenshot("confirmation-page")
-    record = _registry_until(
-        local_api, reference, lambda r: _session(r, session_id)["payment_status"] == "paid"
-    )
-    assert _session(record, session_id)["payment_status"] == "paid"
-    assert record["completed_session_id"] == session_id
+    record = _registry_until(local_api, reference, _paid(session_id))
+    assert record["payment_state"] == "paid" and _states(record) == [(session_id, "paid")]
 
 
 def _embedded_form(browser: WebDriver) -> None:
@@ -228,7 +230,7 @@ def _embedded_form(browser: WebDriver) -> None:
     def mounted(b: WebDriver) -> bool:
         error = b.find_element(By.ID, "error")
         if error.is_displayed() and "Stripe.js could not be loaded" in error.text:
-            pytest.skip("waiting for the emulator's Stripe.js stand-in ({emulator}/v3/) to land on main")
+            pytest.skip("waiting for the emulator's Stripe.js stand-in (served at /v3/) to land on main")
         return bool(b.find_elements(By.CSS_SELECTOR, "#checkout iframe"))
 
     _wait(browser, mounted, "the embedded checkout form")
@@ -242,9 +244,8 @@ def test_embedded_payment_by_card_confirms_the_booking(
     browser.find_element(By.ID, "pay-embedded").click()
     _embedded_form(browser)
     screenshot("embedded-checkout")
-    record = _registry(local_api, reference)
-    [session] = record["sessions"]
-    assert session["ui_mode"] == "embedded" and session["status"] == "open"
+    [session] = _registry(local_api, reference)["sessions"]
+    assert session["ui_mode"] == "embedded" and session["state"] == "open"
 
     browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "#checkout iframe"))
     _wait(browser, lambda b: b.find_elements(By.ID, "pay-card"), "the embedded form's pay button")
@@ -255,10 +256,8 @@ def test_embedded_payment_by_card_confirms_the_booking(
     screenshot("confirmation-page")
 
     assert query["session_id"] == [session["session_id"]]
-    assert (
-        _registry_until(local_api, reference, _paid(session["session_id"]))["completed_session_id"]
-        == (session["session_id"])
-    )
+    record = _registry_until(local_api, reference, _paid(session["session_id"]))
+    assert record["payment_state"] == "paid" and _states(record) == [(session["session_id"], "paid")]
 
 
 def test_embedded_cancel_keeps_the_booking_unpaid(
@@ -274,8 +273,8 @@ def test_embedded_cancel_keeps_the_booking_unpaid(
 
     assert _text(browser, "#status-title") == "Payment cancelled"
     record = _registry(local_api, reference)
-    assert record["completed_session_id"] is None
-    assert [s["status"] for s in record["sessions"]] == ["open"]
+    assert record["payment_state"] == "payable"
+    assert [state for _, state in _states(record)] == ["open"]
 
 
 def test_swagger_try_it_out_with_the_example_request_succeeds(
