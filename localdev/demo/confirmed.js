@@ -30,7 +30,7 @@ async function poll(attempt = 0) {
     answer = await checkoutStatus(config, sessionId);
   } catch (error) {
     if (error.httpStatus === 404) {
-      show({ state: "error", title: "Unknown payment", detail: "This checkout session is not one of ours." });
+      show({ state: "error", title: "Unknown payment", detail: error.message });
       return;
     }
     show({ state: "error", title: "Could not check the payment", detail: `${error.message} Retrying…` });
