@@ -279,6 +279,13 @@ class InMemorySessionRegistry:
                 }
             return result
 
+    def find_session(self, session_id: str) -> tuple[ReferenceKey, SessionRecord] | None:
+        with self._lock:
+            for key, records in self._records.items():
+                if session_id in records:
+                    return key, records[session_id]
+            return None
+
     def load(self, key: ReferenceKey) -> ReferenceState:
         with self._lock:
             head = self._heads.get(key, _Head())

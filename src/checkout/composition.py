@@ -7,8 +7,10 @@ botocore session and its clients, one thread pool, one Stripe HTTP client.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from checkout.aws_clients import dynamodb_client, secretsmanager_client
+from checkout.checkout_status import CheckoutStatusService
 from checkout.company_store import DynamoCompanyDirectory
 from checkout.config import Config
 from checkout.service import CheckoutService
@@ -18,6 +20,21 @@ from checkout.stripe_keys import SecretsManagerKeys
 
 # Calls one request makes at once: the create, the priors' expiries, the key fetch.
 _WORKERS = 16
+
+
+@dataclass(frozen=True)
+class Services:
+    """The use cases of the checkout API, sharing one set of adapters."""
+
+    checkout: CheckoutService
+    status: CheckoutStatusService
+
+
+def build_services(config: Config) -> Services:
+    """Both use cases, wired to the same adapters."""
+    checkout = build_service(config)
+    status = CheckoutStatusService(checkout.directory, checkout.gateway, checkout.registry)
+    return Services(checkout, status)
 
 
 def build_service(config: Config) -> CheckoutService:

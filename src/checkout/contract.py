@@ -226,6 +226,37 @@ class StripeCheckoutQueryResponse(_WireModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def _session_id(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise _fail("NotEmpty", "must not be empty")
+    if len(value) > 255 or not value.isascii() or not value.startswith("cs_"):
+        raise _fail("InvalidSessionId", "must be a Checkout Session id (cs_...)")
+    return value
+
+
+class StripeV1GetCheckoutStatus(_WireModel):
+    """The state of a Checkout Session this service created for the company."""
+
+    company_id: Annotated[uuid.UUID, BeforeValidator(_parse_guid)] = Field(description="The company id.")
+    session_id: Annotated[str, AfterValidator(_session_id)] = Field(
+        description="The SessionId a checkout answered with (cs_...)."
+    )
+
+
+class StripeCheckoutStatusResponse(_WireModel):
+    """Where a checkout stands; properties without a value are omitted."""
+
+    status: str | None = Field(default=None, description="open, complete or expired.")
+    payment_status: str | None = Field(default=None, description="paid, unpaid or no_payment_required.")
+    customer_email: str | None = Field(default=None, description="The payer's email, as Stripe collected it.")
+    internal_reference_id: str | None = Field(default=None, description="The reference the checkout was for.")
+
+    def to_wire(self) -> dict[str, str]:
+        """The JSON object as ServiceStack sends it: PascalCase, nulls omitted."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
 class ResponseError(_WireModel):
     """One failing field."""
 

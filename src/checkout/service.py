@@ -48,6 +48,7 @@ from checkout.domain import (
     OpenSession,
     PendingAttempt,
     ReferenceKey,
+    SessionRecord,
     SessionState,
 )
 from checkout.errors import (
@@ -101,6 +102,8 @@ class SessionRegistry(Protocol):
     ) -> AbstractContextManager[ReferenceLease]: ...
 
     def apply_news(self, key: ReferenceKey, session: CheckoutSession) -> Transition | None: ...
+
+    def find_session(self, session_id: str) -> tuple[ReferenceKey, SessionRecord] | None: ...
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,21 @@ class CheckoutService:
         self._secret_name_prefix = secret_name_prefix
         self._sessions_per_minute = sessions_per_minute
         self._clock = clock
+
+    @property
+    def directory(self) -> CompanyDirectory:
+        """The company directory, shared with the other use cases."""
+        return self._directory
+
+    @property
+    def gateway(self) -> PaymentGateway:
+        """The Stripe gateway, shared with the other use cases."""
+        return self._gateway
+
+    @property
+    def registry(self) -> SessionRegistry:
+        """The session registry, shared with the other use cases."""
+        return self._registry
 
     def create_checkout(self, request: StripeV1CreateCheckout) -> CheckoutResult:
         """Create, record and return a new session; expire the reference's open ones."""

@@ -487,6 +487,30 @@ class DynamoSessionRegistry:
         with aws_errors(_SERVICE, on_condition_failed=lambda _: _Conflict()):
             self._client.transact_write_items(TransactItems=items)
 
+    def find_session(self, session_id: str) -> tuple[ReferenceKey, SessionRecord] | None:
+        """The reference and record of a session this service created, by its id alone."""
+        with aws_errors(_SERVICE):
+            found = self._client.query(
+                TableName=self._table,
+                IndexName=layout.SESSION_ID_INDEX,
+                KeyConditionExpression="session_id = :id",
+                ExpressionAttributeValues=to_item({":id": session_id}),
+                Limit=1,
+            ).get("Items", [])
+            if not found:
+                return None
+            keys = from_item(found[0])
+            response = self._client.get_item(
+                TableName=self._table,
+                Key=to_item({layout.PK: keys[layout.PK], layout.SK: keys[layout.SK]}),
+                ConsistentRead=True,
+            )
+        item = from_item(response.get("Item") or {})
+        if not item:
+            return None
+        key = ReferenceKey(uuid.UUID(str(item["company_id"])), str(item["reference"]))
+        return key, session_record(item)
+
     def load(self, key: ReferenceKey) -> ReferenceState:
         """The reference's head and sessions, read consistently (operators, tests)."""
         items: list[dict[str, Any]] = []

@@ -23,9 +23,16 @@ from aws_lambda_powertools.event_handler.types import EventHandlerInstance
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from checkout.composition import build_service
+from checkout.composition import build_services
 from checkout.config import Config
-from checkout.contract import ErrorResponse, StripeCheckoutQueryResponse, StripeV1CreateCheckout, field_errors
+from checkout.contract import (
+    ErrorResponse,
+    StripeCheckoutQueryResponse,
+    StripeCheckoutStatusResponse,
+    StripeV1CreateCheckout,
+    StripeV1GetCheckoutStatus,
+    field_errors,
+)
 from checkout.errors import (
     CheckoutError,
     CheckoutNotConfigured,
@@ -37,7 +44,8 @@ from checkout.errors import (
 from checkout.observability import count_rejection, logger, metrics
 
 ROUTE = "/payment/stripe/v1/checkout"
-ROUTES = (ROUTE, f"{ROUTE}.json")
+STATUS_ROUTE = "/payment/stripe/v1/checkout/status"
+ROUTES = (ROUTE, f"{ROUTE}.json", STATUS_ROUTE, f"{STATUS_ROUTE}.json")
 # A plain JavaScript identifier path (`cb`, `jQuery.cb_1`); anything else could inject script.
 _JSONP_CALLBACK = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*")
 _MAX_CALLBACK_LENGTH = 128
@@ -51,7 +59,8 @@ def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
 
 CONFIG = Config.from_env()
 app = APIGatewayRestResolver(enable_validation=True, cors=_cors(CONFIG.cors_allowed_origins))
-SERVICE = build_service(CONFIG)
+SERVICES = build_services(CONFIG)
+SERVICE = SERVICES.checkout
 
 _ERROR_RESPONSES: dict[int, Any] = {
     status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
@@ -136,6 +145,33 @@ def create_checkout(request: Annotated[StripeV1CreateCheckout, Body()]) -> Respo
     """POST /payment/stripe/v1/checkout."""
     result = SERVICE.create_checkout(request)
     return _json(200, result.to_response().to_wire())
+
+
+@app.post(
+    STATUS_ROUTE,
+    summary="The status of a checkout session this service created",
+    description=(
+        "Answers from the registry once a session is settled; asks Stripe while it is open or its payment is "
+        "settling, and records what Stripe says. Also served at `/payment/stripe/v1/checkout/status.json`."
+    ),
+    operation_id="StripeV1GetCheckoutStatus",
+    tags=["Stripe"],
+    responses={
+        200: {
+            "description": "Where the checkout stands",
+            "content": {"application/json": {"model": StripeCheckoutStatusResponse}},
+        },
+        404: {
+            "description": "No such session for this company",
+            "content": {"application/json": {"model": ErrorResponse}},
+        },
+        **{status: value for status, value in _ERROR_RESPONSES.items() if status not in {409, 429}},
+    },
+)
+@app.post(f"{STATUS_ROUTE}.json", include_in_schema=False)
+def checkout_status(request: Annotated[StripeV1GetCheckoutStatus, Body()]) -> Response[str]:
+    """POST /payment/stripe/v1/checkout/status."""
+    return _json(200, SERVICES.status.status(request).to_wire())
 
 
 @app.exception_handler(RequestValidationError)

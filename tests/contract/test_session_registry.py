@@ -261,3 +261,14 @@ def test_a_session_recorded_without_the_lease_is_in_the_history(
             SessionWrite(session("cs_orphan", SessionStatus.EXPIRED), None, "hosted", created=True)
         )
     assert [s.session_id for s in registry.load(key).sessions] == ["cs_orphan"]
+
+
+def test_a_session_is_found_by_its_id_alone(registry: DynamoSessionRegistry, key: ReferenceKey) -> None:
+    checkout(registry, key, f"cs_find_{key.reference}")
+
+    found = registry.find_session(f"cs_find_{key.reference}")
+
+    assert found is not None
+    assert found[0] == key
+    assert found[1].state is SessionState.OPEN
+    assert registry.find_session("cs_nobody") is None
