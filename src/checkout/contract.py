@@ -238,9 +238,11 @@ def _session_id(value: str) -> str:
 class StripeV1GetCheckoutStatus(_WireModel):
     """The state of a Checkout Session this service created for the company."""
 
-    company_id: Annotated[uuid.UUID, BeforeValidator(_parse_guid)] = Field(description="The company id.")
+    company_id: Annotated[uuid.UUID, BeforeValidator(_parse_guid)] = Field(
+        description="The company id.", examples=[EXAMPLE_COMPANY_ID]
+    )
     session_id: Annotated[str, AfterValidator(_session_id)] = Field(
-        description="The SessionId a checkout answered with (cs_...)."
+        description="The SessionId a checkout answered with (cs_...).", examples=["cs_test_a1B2c3D4e5F6"]
     )
 
 
