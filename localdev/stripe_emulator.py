@@ -1143,3 +1143,7 @@ def main() -> None:
         threading.Event().wait()
     except KeyboardInterrupt:
         emulator.stop()
+
+
+if __name__ == "__main__":
+    main()
