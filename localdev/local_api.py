@@ -26,7 +26,7 @@ import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, ModuleType
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -149,7 +149,7 @@ def _handler_class(
     return Handler
 
 
-def _swagger_page(module: ModuleType) -> str:
+def _swagger_page() -> str:
     from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
 
     from localdev.openapi import openapi_document
@@ -158,7 +158,7 @@ def _swagger_page(module: ModuleType) -> str:
     js = (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8")
     css = (assets / "swagger-ui.min.css").read_text(encoding="utf-8")
     return generate_swagger_html(
-        spec=openapi_document(module.app),
+        spec=openapi_document(),
         swagger_js=js,
         swagger_css=css,
         swagger_base_url="",
@@ -212,7 +212,7 @@ class LocalStack:
             result: dict[str, Any] = module.lambda_handler(event, LocalContext())
             return result
 
-        self.server.RequestHandlerClass = _handler_class(invoke, _swagger_page(module))
+        self.server.RequestHandlerClass = _handler_class(invoke, _swagger_page())
         threading.Thread(target=self.server.serve_forever, name="local-api", daemon=True).start()
         return self
 
