@@ -140,6 +140,8 @@ def _handler_class(
                 query=parts.query,
                 source_ip=self.client_address[0],
             )
+            # Served at the root, not under a stage path: the URL the caller used is the path.
+            event["requestContext"]["path"] = parts.path
             response = invoke(event)
             self._reply(response["statusCode"], response_headers(response), response_body(response))
 
