@@ -176,9 +176,9 @@ def python(base_url: str) -> str:
         if doc:
             lines += ['    """', f"    {doc}", '    """', ""]
         for prop in properties(model):
+            lines.append(f"    {_py_field(prop)}")
             if prop.description:
                 lines += ['    """', f"    {prop.description}", '    """', ""]
-            lines.append(f"    {_py_field(prop)}")
     return "\n".join(lines) + "\n"
 
 
