@@ -154,7 +154,12 @@ def _base_url() -> str:
     scheme = event.headers.get("X-Forwarded-Proto") or "https"
     host = event.headers.get("Host") or "localhost"
     full_path = event.request_context.path or event.path
-    prefix = full_path[: len(full_path) - len(event.path)] if full_path.endswith(event.path) else ""
+    # The path was re-spelled by canonical_path, so compare without case.
+    prefix = (
+        full_path[: len(full_path) - len(event.path)]
+        if full_path.lower().endswith(event.path.lower())
+        else ""
+    )
     return f"{scheme}://{host}{prefix}"
 
 
