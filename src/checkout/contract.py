@@ -15,7 +15,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_pascal
 
 from checkout.locales import COUNTRY_CODES
@@ -230,12 +238,9 @@ def to_request[M: BaseModel](model: type[M], values: Mapping[str, Any]) -> M:
         raise ValidationFailed(failures)
     try:
         return model.model_validate(values)
-    except Exception as exc:
-        errors = getattr(exc, "errors", None)
-        if errors is None:
-            raise
+    except ValidationError as exc:
         # A model whose rules miss what its types demand: still a 400 naming the field.
-        raise ValidationFailed(field_errors(errors())) from exc
+        raise ValidationFailed(field_errors(exc.errors())) from exc
 
 
 def field_name(loc: Iterable[str | int]) -> str:

@@ -23,8 +23,8 @@ from checkout.servicestack import Kind, Property, properties, snake_case
 
 VERSION = "8.0"  # the ServiceStack DTO format these files follow
 NAMESPACE = "StripeCheckout.ServiceModel"
-TS_TYPES = {Kind.STRING: "string", Kind.INT: "number", Kind.BOOL: "boolean", Kind.GUID: "string"}
-PY_TYPES = {Kind.STRING: "str", Kind.INT: "int", Kind.BOOL: "bool", Kind.GUID: "str"}
+TS_TYPES = {Kind.STRING: "string", Kind.INT: "number", Kind.GUID: "string"}
+PY_TYPES = {Kind.STRING: "str", Kind.INT: "int", Kind.GUID: "str"}
 
 
 def _types() -> Iterator[tuple[type[BaseModel], Operation | None]]:
@@ -140,9 +140,8 @@ def _py_field(prop: Property) -> str:
     if prop.kind is Kind.LIST:
         assert prop.item is not None
         return f"{name}: List[{prop.item.__name__}] = field(default_factory=list)"
-    if prop.kind in (Kind.INT, Kind.BOOL) and not prop.nullable:
-        default = prop.default if prop.default is not None else (0 if prop.kind is Kind.INT else False)
-        return f"{name}: {PY_TYPES[prop.kind]} = {default!r}"
+    if prop.kind is Kind.INT and not prop.nullable:
+        return f"{name}: int = {prop.default or 0!r}"
     return f"{name}: Optional[{PY_TYPES[prop.kind]}] = None"
 
 

@@ -85,7 +85,6 @@ class Kind(StrEnum):
 
     STRING = "String"
     INT = "Int32"
-    BOOL = "Boolean"
     GUID = "Guid"
     LIST = "List`1"
 
@@ -124,8 +123,6 @@ def _kind_of(annotation: Any) -> tuple[Kind, type[BaseModel] | None, bool]:
     if get_origin(annotation) is list:
         [item] = get_args(annotation)
         return Kind.LIST, item, optional
-    if annotation is bool:
-        return Kind.BOOL, None, optional
     if annotation is int:
         return Kind.INT, None, optional
     if annotation is uuid.UUID:
@@ -185,8 +182,6 @@ def defaults(model: type[BaseModel]) -> dict[str, Any]:
             values[prop.name] = prop.default
         elif prop.kind is Kind.INT and not prop.nullable:
             values[prop.name] = 0
-        elif prop.kind is Kind.BOOL and not prop.nullable:
-            values[prop.name] = False
         else:
             values[prop.name] = None
     return values
@@ -282,14 +277,6 @@ def _as_int(value: Any) -> int:
     return number
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
-        return value.strip().lower() == "true"
-    raise _Unparsable
-
-
 _GUID_DIGITS = r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _GUID = re.compile(rf"(?:{_GUID_DIGITS})|\{{(?:{_GUID_DIGITS})\}}|\((?:{_GUID_DIGITS})\)", re.IGNORECASE)
 
@@ -311,15 +298,13 @@ def _as_guid(value: Any) -> uuid.UUID:
 
 def _coerce(prop: Property, value: Any, *, snake: bool) -> Any:
     if value is None:
-        if prop.kind in (Kind.INT, Kind.BOOL) and not prop.nullable:
+        if prop.kind is Kind.INT and not prop.nullable:
             raise _Unparsable
         return None
     if prop.kind is Kind.STRING:
         return _as_string(value)
     if prop.kind is Kind.INT:
         return _as_int(value)
-    if prop.kind is Kind.BOOL:
-        return _as_bool(value)
     if prop.kind is Kind.GUID:
         return _as_guid(value)
     assert prop.item is not None
@@ -451,8 +436,6 @@ def _parse_text(prop: Property, text: str) -> Any:
         return text  # strings are never JSV-decoded
     if prop.kind is Kind.INT:
         return _as_int(text)
-    if prop.kind is Kind.BOOL:
-        return _as_bool(text.split(",", maxsplit=1)[0])  # the first of a checkbox's two values
     if prop.kind is Kind.GUID:
         return _as_guid(text)
     assert prop.item is not None
@@ -624,22 +607,6 @@ class MaximumLength(Check):
         if value is None or len(str(value)) <= self.max:
             return None
         return {"MinLength": 0, "MaxLength": self.max, "TotalLength": len(str(value))}
-
-
-@dataclass(frozen=True)
-class Length(Check):
-    code = "Length"
-    template = (
-        "'{PropertyName}' must be between {MinLength} and {MaxLength} characters. "
-        "You entered {TotalLength} characters."
-    )
-    min: int
-    max: int
-
-    def failure_args(self, value: Any) -> dict[str, Any] | None:
-        if value is None or self.min <= len(str(value)) <= self.max:
-            return None
-        return {"MinLength": self.min, "MaxLength": self.max, "TotalLength": len(str(value))}
 
 
 @dataclass(frozen=True)

@@ -49,10 +49,31 @@ def test_the_seed_sample_gives_the_same_answer_through_every_route(
     assert company.sessions("booking-routes")["current_session_id"] == reply.json["SessionId"]
 
 
-def test_every_route_answers_a_validation_error_byte_for_byte_alike(api: Api) -> None:
-    texts = {api.send("POST", path, {"CountryCode": "SE"}).text for path in ROUTES}
+# The published page's sample request, placeholders and all.
+SEED_SAMPLE = (
+    '{"CompanyId":"00000000-0000-0000-0000-000000000000","CountryCode":"String","Articles":[{"ArticleId":0,'
+    '"ArticleTypeId":0,"Quantity":0}],"InternalReferenceId":"String","ConfirmationUrl":"String",'
+    '"CancelUrl":"String","UiMode":"String"}'
+)
 
-    assert len(texts) == 1
+
+def test_the_seeds_literal_sample_gets_the_same_validation_answer_through_every_route(api: Api) -> None:
+    replies = [api.send("POST", path, raw=SEED_SAMPLE) for path in ROUTES]
+
+    assert {reply.text for reply in replies} == {replies[0].text}
+    assert replies[0].status == 400
+    assert [(e["FieldName"], e["Message"]) for e in status_of(replies[0])["Errors"]] == [
+        ("CompanyId", "'Company Id' must not be empty."),
+        ("CountryCode", "The specified condition was not met for 'Country Code'."),
+        ("Articles[0].ArticleId", "'Article Id' must be greater than '0'."),
+        ("Articles[0].ArticleTypeId", "'Article Type Id' must be greater than '0'."),
+        ("Articles[0].Quantity", "'Quantity' must be between 1 and 999. You entered 0."),
+        ("UiMode", "The specified condition was not met for 'Ui Mode'."),
+    ]
+    assert status_of(replies[0])["Errors"][0]["Meta"] == {
+        "PropertyName": "Company Id",
+        "PropertyValue": "00000000000000000000000000000000",
+    }
 
 
 def test_an_unknown_operation_is_servicestacks_405(api: Api) -> None:
