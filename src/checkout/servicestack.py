@@ -38,6 +38,8 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from checkout.request_decoding import MAX_DEPTH, parse_json
+
 SERIALIZATION_EXCEPTION = "SerializationException"
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 # HostConfig.JsonpContentType; the utf-8 suffix is only appended to application/json.
@@ -261,6 +263,7 @@ def _as_string(value: Any) -> str | None:
 
 
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
+_MAX_INT_TEXT = 64  # longer text is no Int32, and int() refuses thousands of digits
 
 
 def _as_int(value: Any) -> int:
@@ -268,7 +271,7 @@ def _as_int(value: Any) -> int:
         raise _Unparsable
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and _INTEGER.fullmatch(value):
+    elif isinstance(value, str) and len(value) <= _MAX_INT_TEXT and _INTEGER.fullmatch(value):
         number = int(value)
     else:
         raise _Unparsable
@@ -317,8 +320,11 @@ def bind_object(model: type[BaseModel], data: Mapping[str, Any], *, snake: bool 
     """A JSON object bound as ServiceStack.Text binds it: a dict keyed by wire names.
 
     Every property is present, at its default unless the object set it; a value that
-    does not convert is ignored, as ServiceStack.Text ignores it outside strict mode.
-    Later spellings of a property overwrite earlier ones, as they do there.
+    does not convert leaves the property at its C# default (0, null), as ServiceStack.Text
+    leaves it outside strict mode, so validation reports it. The contract's own defaults
+    (`Quantity` 1) stand only for a property that was not sent: a `"Quantity": true`
+    must not become a checkout for one. Later spellings of a property overwrite earlier
+    ones, as they do there.
     """
     names = _property_map(model, snake=snake)
     values = defaults(model)
@@ -329,7 +335,7 @@ def bind_object(model: type[BaseModel], data: Mapping[str, Any], *, snake: bool 
         try:
             values[prop.name] = _coerce(prop, value, snake=snake)
         except _Unparsable:
-            continue
+            values[prop.name] = 0 if prop.kind is Kind.INT and not prop.nullable else None
     return values
 
 
@@ -338,11 +344,9 @@ def bind_json(model: type[BaseModel], text: str, *, snake: bool = False) -> dict
     if not text.strip():
         return defaults(model)  # an empty body is an empty DTO
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except json.JSONDecodeError as exc:
         raise deserialize_error(model.__name__, f"{exc.msg} at position {exc.pos}") from None
-    except RecursionError:
-        raise deserialize_error(model.__name__, "the JSON is nested too deeply") from None
     if data is None:
         return defaults(model)
     if not isinstance(data, dict):
@@ -367,10 +371,24 @@ def parse_jsv(text: str) -> Any:
 
     Scalars stay text: the property they bind to converts them.
     """
+    if _nesting(text) > MAX_DEPTH:
+        raise _JsvError(text)
     value, end = _jsv_value(text, 0)
     if text[end:].strip():
         raise _JsvError(text)
     return value
+
+
+def _nesting(text: str) -> int:
+    """An upper bound of how deep a JSV value nests (brackets inside quotes count too)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _skip_space(text: str, i: int) -> int:
@@ -545,6 +563,8 @@ class Check:
 
     code: ClassVar[str]
     template: ClassVar[str]
+    # False when the value may be huge (a list): Meta then leaves out PropertyValue.
+    echoes_value: ClassVar[bool] = True
 
     def failure_args(self, value: Any) -> dict[str, Any] | None:
         """None when the value passes; otherwise the placeholder values of the message."""
@@ -610,6 +630,21 @@ class MaximumLength(Check):
 
 
 @dataclass(frozen=True)
+class MaximumItems(Check):
+    """`Must(x => x.Count <= max).WithMessage(...)`: a predicate whose message names the limit."""
+
+    code = "Predicate"
+    template = "'{PropertyName}' must have at most {MaxItems} items. You entered {TotalItems} items."
+    echoes_value = False
+    max: int
+
+    def failure_args(self, value: Any) -> dict[str, Any] | None:
+        if not isinstance(value, list) or len(value) <= self.max:
+            return None
+        return {"MaxItems": self.max, "TotalItems": len(value)}
+
+
+@dataclass(frozen=True)
 class Must(Check):
     """`Must(predicate)`: FluentValidation's PredicateValidator and its generic text."""
 
@@ -623,11 +658,13 @@ class Must(Check):
 
 @dataclass(frozen=True)
 class Rule:
-    """`RuleFor(x => x.Property)` with its validators, or `RuleForEach(...).SetValidator(...)`."""
+    """`RuleFor(x => x.Property)` with its validators, or `RuleForEach(...).SetValidator(...)`
+    with an optional `.When(...)`."""
 
     property: str
     checks: tuple[Check, ...] = ()
     each: type[BaseModel] | None = None
+    when: Callable[[Any], bool] | None = None
 
 
 def rule(prop: str, *checks: Check) -> Rule:
@@ -635,9 +672,9 @@ def rule(prop: str, *checks: Check) -> Rule:
     return Rule(prop, checks)
 
 
-def each(prop: str, model: type[BaseModel]) -> Rule:
-    """`RuleForEach(x => x.<prop>).SetValidator(<model's validator>)`."""
-    return Rule(prop, each=model)
+def each(prop: str, model: type[BaseModel], when: Callable[[Any], bool] | None = None) -> Rule:
+    """`RuleForEach(x => x.<prop>).SetValidator(<model's validator>)`, `.When(x => when(x.<prop>))`."""
+    return Rule(prop, each=model, when=when)
 
 
 _PLACEHOLDER = re.compile(r"{([^{}:]+)}")
@@ -670,16 +707,14 @@ def validate(
             args = check.failure_args(value)
             if args is None:
                 continue
-            placeholders: dict[str, Any] = {
-                **args,
-                "PropertyName": split_pascal_case(item.property),
-                "PropertyValue": value,
-            }
+            placeholders: dict[str, Any] = {**args, "PropertyName": split_pascal_case(item.property)}
+            if check.echoes_value:
+                placeholders["PropertyValue"] = value
             if index is not None:
                 placeholders["CollectionIndex"] = index
             meta = Meta({k: text for k, v in placeholders.items() if (text := _display_value(v)) is not None})
             failures.append(Failure(check.code, field_name, _message(check.template, placeholders), meta))
-        if item.each is not None and isinstance(value, list):
+        if item.each is not None and isinstance(value, list) and (item.when is None or item.when(value)):
             for position, child in enumerate(value):
                 failures.extend(
                     validate(item.each, child, rules, path=f"{field_name}[{position}].", index=position)

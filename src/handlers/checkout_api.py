@@ -32,7 +32,9 @@ from checkout.errors import (
 )
 from checkout.observability import count_rejection, logger, metrics
 from checkout.operations import OPERATIONS, PREDEFINED_ROUTES, Operation, by_name, by_route, canonical_path
+from checkout.request_decoding import InputRefused, body_text, event_problem
 from checkout.servicestack import (
+    JSON_CONTENT_TYPE,
     SERIALIZATION_EXCEPTION,
     BindingFailed,
     Failure,
@@ -96,7 +98,7 @@ def _run(operation: Operation) -> Response[str]:
     values = read_request(
         operation.request,
         method=event.http_method,
-        body=event.decoded_body,
+        body=body_text(event.body, bool(event.is_base64_encoded)),
         content_type=event.headers.get("Content-Type"),
         query=[(key, value) for key, values in multi.items() for value in values],
         snake=text_case(_query().get("jsconfig")) is TextCase.SNAKE,
@@ -191,6 +193,11 @@ def _unbindable(exc: BindingFailed) -> Response[str]:
     return _error(400, SERIALIZATION_EXCEPTION, exc.message, exc.errors, origin=Origin.HOST)
 
 
+@app.exception_handler(InputRefused)
+def _undecodable(exc: InputRefused) -> Response[str]:
+    return _error(400, exc.error_code, exc.message, origin=Origin.HOST)
+
+
 @app.exception_handler(ValidationFailed)
 def _invalid(exc: ValidationFailed) -> Response[str]:
     first = exc.failures[0]
@@ -243,6 +250,17 @@ def _bug(exc: Exception) -> Response[str]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway REST proxy integration entry point."""
+    problem = event_problem(event)
+    if problem is not None:
+        # Not from API Gateway (which never sends such an event): no route, no CORS.
+        count_rejection(problem.error_code)
+        logger.info("Request rejected", extra={"status": 400, "error_code": problem.error_code})
+        return {
+            "statusCode": 400,
+            "headers": {"Content-Type": JSON_CONTENT_TYPE},
+            "body": json.dumps(error_body(problem.error_code, problem.message), separators=(",", ":")),
+            "isBase64Encoded": False,
+        }
     # ServiceStack matches routes in any case; Powertools matches them as registered.
     event["path"] = canonical_path(event.get("path") or "/")
     return app.resolve(event, context)
