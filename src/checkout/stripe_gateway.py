@@ -4,9 +4,10 @@ Uses the real stripe-python `StripeClient` over HTTP: against api.stripe.com in
 production, against the project's Checkout emulator (`STRIPE_API_BASE`) in tests and
 local runs. The API version is pinned so Stripe cannot change behaviour under us, and
 network retries are switched on explicitly because `StripeClient` does not retry by
-default. Stripe failures leave this module as `UpstreamFailure` (502/503/504 with
-Stripe's request id); a key Stripe refuses is fetched again once (it may have been
-rotated) before the failure is reported as `StripeCredentialsUnusable`.
+default; `RetryingHttpClient` is the one retry policy for Stripe (429 included). Stripe
+failures leave this module as `UpstreamFailure` (502/503/504 with Stripe's request id);
+a key Stripe refuses is fetched again once (it may have been rotated) before the
+failure is reported as `StripeCredentialsUnusable`.
 """
 
 from __future__ import annotations
@@ -91,11 +92,44 @@ def _session(obj: Any) -> CheckoutSession:
     )
 
 
+class RetryingHttpClient(stripe.RequestsClient):
+    """stripe-python's HTTP client with the service's one retry policy for Stripe.
+
+    `StripeClient` retries (up to `max_network_retries`, backing off 0.5 s doubling to
+    5 s, with one idempotency key per call) connection errors, 409 and 5xx, and whatever
+    `Stripe-Should-Retry` says. Stripe also asks clients to back off and retry a 429
+    (rate limited): that is the one addition here.
+    """
+
+    def _should_retry(
+        self,
+        response: tuple[Any, int, Mapping[str, str] | None] | None,
+        api_connection_error: stripe.APIConnectionError | None,
+        num_retries: int,
+        max_network_retries: int | None,
+    ) -> bool:
+        if (
+            response is not None
+            and response[1] == 429
+            and num_retries < (max_network_retries or 0)
+            and (response[2] or {}).get("stripe-should-retry") != "false"
+        ):
+            return True
+        return bool(super()._should_retry(response, api_connection_error, num_retries, max_network_retries))
+
+
 @contextmanager
 def _stripe_errors(operation: str) -> Iterator[None]:
     """Turn stripe-python errors into the contract's upstream failures, logging no secrets."""
     try:
         yield
+    except UnicodeEncodeError:
+        # Text Python holds but UTF-8 cannot (a lone surrogate) fails before anything is
+        # sent: a definite refusal, so an attempt holding it is never replayed again.
+        logger.error("Stripe call with text that cannot be sent", extra={"operation": operation})
+        raise StripeRejected(
+            "StripeRejected", "The checkout holds text that cannot be sent to Stripe."
+        ) from None
     except stripe.AuthenticationError as exc:
         logger.warning(
             "Stripe refused the API key", extra={"operation": operation, "stripe_request_id": exc.request_id}
@@ -150,7 +184,7 @@ class StripeGateway:
         self._keys = keys
         # One HTTP client for all companies: requests keeps a session (and its TLS
         # connections) per thread, which the concurrent calls rely on.
-        self._http = stripe.RequestsClient(
+        self._http = RetryingHttpClient(
             timeout=(min(3.0, config.stripe_timeout_seconds), config.stripe_timeout_seconds)
         )
         self._clients: dict[str, stripe.StripeClient] = {}
