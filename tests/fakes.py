@@ -139,6 +139,7 @@ class _Head:
     payment: ReferencePayment = field(default_factory=ReferencePayment)
     outbox: dict[str, dict[str, Any]] = field(default_factory=dict)
     recent_creations_ms: list[int] = field(default_factory=list)
+    last_commit: str | None = None
 
 
 class InMemorySessionRegistry:
@@ -192,6 +193,10 @@ class InMemorySessionRegistry:
             raise LeaseLost()
         return head
 
+    def _renew(self, lease: ReferenceLease) -> None:
+        with self._lock:
+            self._held(lease).lease_expires_at_ms = self._now_ms() + self._lease_ms
+
     def _release(self, lease: ReferenceLease, keep_attempts: Sequence[PendingAttempt]) -> None:
         with self._lock:
             try:
@@ -210,6 +215,8 @@ class InMemorySessionRegistry:
         keep_attempts: Sequence[PendingAttempt],
     ) -> None:
         with self._lock:
+            if self._heads[lease.key].last_commit == lease.owner:
+                return  # a retry of a commit that was applied (its answer lost)
             head = self._held(lease)
             now_ms = self._now_ms()
             for write in sessions:
@@ -221,6 +228,7 @@ class InMemorySessionRegistry:
             if current_session_id is not None:
                 head.current_session_id = current_session_id
             head.lease_owner = None
+            head.last_commit = lease.owner
 
     def _record_unleased(self, key: ReferenceKey, write: SessionWrite) -> None:
         with self._lock:

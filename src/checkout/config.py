@@ -60,9 +60,11 @@ class Config:
             stripe_max_network_retries=_number("STRIPE_MAX_NETWORK_RETRIES", 2, 0, int),
             # stripe-python's default is 80 s, longer than the whole Lambda may run.
             stripe_timeout_seconds=_number("STRIPE_TIMEOUT_SECONDS", 8.0, 0.1, float),
-            # Must exceed the Lambda timeout, so a lease is never taken over while
-            # the invocation that holds it can still write (see session_registry).
-            lease_seconds=_number("CHECKOUT_LEASE_SECONDS", 120, 1, int),
+            # How long a reference stays held by a request that stopped renewing it (it
+            # died, froze, or lost DynamoDB): the working request renews it every third
+            # of this (see session_registry), so it may be far shorter than the Lambda
+            # timeout. 6 s lets the next request in within 10 s of any failure.
+            lease_seconds=_number("CHECKOUT_LEASE_SECONDS", 6, 1, int),
             settings_cache_seconds=_number("SETTINGS_CACHE_SECONDS", 60, 0, int),
             secret_cache_seconds=_number("SECRET_CACHE_SECONDS", 300, 0, int),
             # New sessions one reference may ask for per minute, so one reference cannot

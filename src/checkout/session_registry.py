@@ -17,15 +17,26 @@ attempt) as ref: ... ref.commit(...)`, which costs two DynamoDB round trips:
    that the lease is still ours.
 
 A Lambda fleet shares nothing but the table, so an in-process lock would not do. The
-lease lasts longer than the Lambda timeout (`CHECKOUT_LEASE_SECONDS`), so it can only
-be taken over from an invocation that is no longer running. A request that leaves the
-block without committing gives the lease back and keeps its attempt, so the next
-request replays it. Retried writes recognise their own lease (`lease_owner = :owner`),
-so an answer lost on the way back does not lock the reference.
+lease is short (`CHECKOUT_LEASE_SECONDS`, 6 s by default) and a background thread of the
+holding request renews it every third of that while the request works (Stripe's
+retries may take half a minute), so a request that died, froze or could not reach
+DynamoDB any more holds the reference for seconds, not for the whole Lambda timeout.
+A holder whose lease lapsed anyway cannot commit (`LeaseLost`); the next holder replays
+its attempt.
+
+Lost answers and failures: the SDK retries a write whose answer was lost, and each write
+recognises its own earlier success. The lease write's condition admits its own owner;
+the commit writes its owner as `last_commit`, so a retried commit whose condition fails
+on its own applied transaction is taken as done (DynamoDB's `ClientRequestToken` makes
+the retry a no-op for ten minutes as well). A request that fails gives back what it
+can: the lease (keeping the attempts for a replay), or, when the lease write itself
+failed after it may have been applied, the lease and its own attempt, which never
+reached Stripe. When DynamoDB cannot be reached at all, the lease lapses by itself.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -57,6 +68,7 @@ from checkout.errors import (
     PaymentProcessing,
     UpstreamFailure,
 )
+from checkout.observability import logger
 from checkout.reference_transitions import Transition, event_detail, transition
 
 if TYPE_CHECKING:
@@ -161,17 +173,55 @@ class ReferenceLease:
         self._registry._release(self, keep_attempts)
         self.committed = True
 
+    def renew(self) -> None:
+        """Extend the lease by its full length from now; `LeaseLost` when it passed on."""
+        self._registry._renew(self)
+
+
+class _Renewal:
+    """Renews a lease every `interval` seconds until stopped or lost, on its own thread,
+    so the lease stays short and alive while the request waits for Stripe."""
+
+    def __init__(self, lease: ReferenceLease, interval: float) -> None:
+        self._lease = lease
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-renewal", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self._lease.renew()
+            except LeaseLost:
+                return
+            except UpstreamFailure:
+                # The lease lapses unless a later renewal gets through; the commit will tell.
+                logger.warning("Could not renew the reference's lease")
+
+    def stop(self) -> None:
+        """No more renewals; one under way finishes (its condition fails once released)."""
+        self._stopped.set()
+
 
 class DynamoSessionRegistry:
     """Leases, pending attempts and session records of references."""
 
     def __init__(
-        self, client: DynamoDBClient, table: str, lease_seconds: int, clock: Callable[[], float] = time.time
+        self,
+        client: DynamoDBClient,
+        table: str,
+        lease_seconds: float,
+        clock: Callable[[], float] = time.time,
+        *,
+        renew_every: float | None = None,
     ) -> None:
         self._client = client
         self._table = table
-        self._lease_seconds = lease_seconds
+        self._lease_ms = int(lease_seconds * 1000)
         self._clock = clock
+        # A third of the lease: two renewals may fail before it lapses.
+        self._renew_every = renew_every if renew_every is not None else lease_seconds / 3
 
     def _head_key(self, key: ReferenceKey) -> dict[str, Any]:
         return to_item({layout.PK: layout.reference_pk(key), layout.SK: layout.HEAD_SK})
@@ -184,16 +234,26 @@ class DynamoSessionRegistry:
         be held. Leaving the block without `commit` releases the lease and keeps every
         pending attempt (the request's own included) for the next request to replay.
         """
-        lease = self._take(key, attempt)
+        owner = uuid.uuid4().hex
+        try:
+            lease = self._take(key, attempt, owner)
+        except UpstreamFailure:
+            self._abandon(key, owner, attempt)
+            raise
+        renewal = _Renewal(lease, self._renew_every)
         try:
             yield lease
         finally:
+            renewal.stop()
             if not lease.committed:
-                self._release(lease, (*lease.stale_attempts, lease.attempt))
+                try:
+                    self._release(lease, (*lease.stale_attempts, lease.attempt))
+                except UpstreamFailure:
+                    # The request's own failure is the answer; the lease lapses by itself.
+                    logger.warning("Could not give the reference's lease back")
 
-    def _take(self, key: ReferenceKey, attempt: PendingAttempt) -> ReferenceLease:
+    def _take(self, key: ReferenceKey, attempt: PendingAttempt, owner: str) -> ReferenceLease:
         now_ms = int(self._clock() * 1000)
-        owner = uuid.uuid4().hex
 
         def refused(exc: ClientError) -> Exception:
             return refusal(from_item(cast("dict[str, Any]", exc.response.get("Item") or {})))
@@ -216,7 +276,7 @@ class DynamoSessionRegistry:
                 ExpressionAttributeValues=to_item(
                     {
                         ":owner": owner,
-                        ":expires": now_ms + self._lease_seconds * 1000,
+                        ":expires": now_ms + self._lease_ms,
                         ":company": str(key.company_id),
                         ":reference": key.reference,
                         ":now": now_ms,
@@ -243,6 +303,53 @@ class DynamoSessionRegistry:
             recent_creations_ms=tuple(int(t) for t in head.get("recent_creations_ms", ())),
             _registry=self,
         )
+
+    def _abandon(self, key: ReferenceKey, owner: str, attempt: PendingAttempt) -> None:
+        """After a lease write that failed but may have been applied (its answer lost on
+        every try): give the lease back and drop our attempt, which never reached Stripe.
+        Best effort: when DynamoDB is still failing, the lease lapses by itself."""
+        try:
+            with aws_errors(_SERVICE, on_condition_failed=lambda _: LeaseLost()):
+                head = from_item(
+                    self._client.get_item(
+                        TableName=self._table, Key=self._head_key(key), ConsistentRead=True
+                    ).get("Item", {})
+                )
+                if head.get("lease_owner") != owner:
+                    return
+                keep = [a for a in _attempts(head.get("attempts")) if a.idempotency_key != attempt.idempotency_key]
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=self._head_key(key),
+                    UpdateExpression=(
+                        "SET attempts = :attempts, updated_at_ms = :now "
+                        "REMOVE lease_owner, lease_expires_at_ms ADD version :one"
+                    ),
+                    ConditionExpression="lease_owner = :owner AND version = :version",
+                    ExpressionAttributeValues=to_item(
+                        {
+                            ":owner": owner,
+                            ":version": head.get("version", 0),
+                            ":attempts": [_attempt_item(a) for a in keep],
+                            ":now": int(self._clock() * 1000),
+                            ":one": 1,
+                        }
+                    ),
+                )
+        except (UpstreamFailure, LeaseLost):
+            logger.warning("Could not give back a lease whose write failed")
+
+    def _renew(self, lease: ReferenceLease) -> None:
+        with aws_errors(_SERVICE, on_condition_failed=lambda _: LeaseLost()):
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._head_key(lease.key),
+                UpdateExpression="SET lease_expires_at_ms = :expires",
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeValues=to_item(
+                    {":owner": lease.owner, ":expires": int(self._clock() * 1000) + self._lease_ms}
+                ),
+            )
 
     def _release(self, lease: ReferenceLease, keep_attempts: Sequence[PendingAttempt]) -> None:
         try:
@@ -281,6 +388,7 @@ class DynamoSessionRegistry:
         recent = [*lease.creations_within(now_ms), *created]
         values: dict[str, Any] = {
             ":owner": lease.owner,
+            ":commit": lease.owner,
             ":open": {s.session_id: to_open_info(s) for s in open_sessions},
             ":attempts": [_attempt_item(a) for a in keep_attempts],
             ":recent": recent,
@@ -289,7 +397,7 @@ class DynamoSessionRegistry:
         }
         expression = (
             "SET open_sessions = :open, attempts = :attempts, recent_creations_ms = :recent,"
-            " updated_at_ms = :now"
+            " updated_at_ms = :now, last_commit = :commit"
         )
         if current_session_id is not None:
             expression += ", current_session_id = :current"
@@ -306,10 +414,24 @@ class DynamoSessionRegistry:
                 }
             }
         )
-        with aws_errors(_SERVICE, on_condition_failed=lambda _: LeaseLost()):
-            self._client.transact_write_items(
-                TransactItems=items, ClientRequestToken=f"{lease.owner}-{now_ms}"[:36]
-            )
+        try:
+            with aws_errors(_SERVICE, on_condition_failed=lambda _: LeaseLost()):
+                self._client.transact_write_items(TransactItems=items, ClientRequestToken=lease.owner)
+        except LeaseLost:
+            if not self._committed_by(lease):
+                raise
+
+    def _committed_by(self, lease: ReferenceLease) -> bool:
+        """Whether the head says this lease's commit was applied: the retry of a commit
+        whose answer was lost fails its condition on the commit itself."""
+        with aws_errors(_SERVICE):
+            head = self._client.get_item(
+                TableName=self._table,
+                Key=self._head_key(lease.key),
+                ConsistentRead=True,
+                ProjectionExpression="last_commit",
+            ).get("Item", {})
+        return from_item(head).get("last_commit") == lease.owner
 
     def _record_unleased(self, key: ReferenceKey, write: SessionWrite) -> None:
         put = self._session_write(key, write, int(self._clock() * 1000))["Put"]

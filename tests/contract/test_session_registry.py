@@ -272,3 +272,34 @@ def test_a_session_is_found_by_its_id_alone(registry: DynamoSessionRegistry, key
     assert found[0] == key
     assert found[1].state is SessionState.OPEN
     assert registry.find_session("cs_nobody") is None
+
+
+def test_a_commit_retried_after_its_answer_was_lost_is_recognised_as_done(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    # What the SDK's retry of an applied transaction looks like: the same commit again,
+    # whose condition (the lease is ours) fails on the commit itself.
+    with registry.reference(key, attempt(key)) as ref:
+        writes = [SessionWrite(session("cs_1"), None, "hosted", created=True)]
+        ref.commit(writes, current_session_id="cs_1", open_sessions=[OpenSession("cs_1", None)])
+        ref.commit(writes, current_session_id="cs_1", open_sessions=[OpenSession("cs_1", None)])
+    state = registry.load(key)
+    assert state.current_session_id == "cs_1"
+    assert not state.lease_held
+
+
+def test_a_renewed_lease_outlives_its_length_and_lapses_once_renewals_stop(
+    registry: DynamoSessionRegistry, key: ReferenceKey, clock: Clock
+) -> None:
+    with registry.reference(key, attempt(key)) as held:
+        for _ in range(3):
+            clock.now += LEASE_SECONDS * 2 / 3
+            held.renew()
+            with pytest.raises(CheckoutInProgress), registry.reference(key, attempt(key, "b")):
+                pass
+        clock.now += LEASE_SECONDS + 1
+        with registry.reference(key, attempt(key, "c")) as taker:
+            with pytest.raises(LeaseLost):
+                held.renew()
+            taker.release(keep_attempts=())
+        held.committed = True

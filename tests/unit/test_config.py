@@ -29,7 +29,7 @@ def test_defaults() -> None:
         stripe_api_base=None,
         stripe_max_network_retries=2,
         stripe_timeout_seconds=8.0,
-        lease_seconds=120,
+        lease_seconds=6,
         settings_cache_seconds=60,
         secret_cache_seconds=300,
         reference_sessions_per_minute=10,
