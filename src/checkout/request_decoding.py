@@ -74,8 +74,7 @@ def _encodable(text: str) -> bool:
 def _unencodable(where: str) -> InputRefused:
     return InputRefused(
         SERIALIZATION_EXCEPTION,
-        f"The {where} holds text that is not valid Unicode (a lone UTF-16 surrogate); "
-        "send it as UTF-8.",
+        f"The {where} holds text that is not valid Unicode (a lone UTF-16 surrogate); send it as UTF-8.",
     )
 
 
@@ -161,7 +160,8 @@ def _too_large() -> InputRefused:
 def _number(text: str) -> Any:
     if len(text) > MAX_NUMBER_CHARS:
         raise InputRefused(
-            SERIALIZATION_EXCEPTION, f"A number in the JSON is too long: at most {MAX_NUMBER_CHARS} characters."
+            SERIALIZATION_EXCEPTION,
+            f"A number in the JSON is too long: at most {MAX_NUMBER_CHARS} characters.",
         )
     return int(text) if text.lstrip("-").isdigit() else float(text)
 

@@ -317,7 +317,8 @@ class DynamoSessionRegistry:
                 )
                 if head.get("lease_owner") != owner:
                     return
-                keep = [a for a in _attempts(head.get("attempts")) if a.idempotency_key != attempt.idempotency_key]
+                mine = attempt.idempotency_key
+                keep = [a for a in _attempts(head.get("attempts")) if a.idempotency_key != mine]
                 self._client.update_item(
                     TableName=self._table,
                     Key=self._head_key(key),
