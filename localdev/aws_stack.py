@@ -12,14 +12,22 @@ conditional writes are atomic as they are in DynamoDB.
 
 For the benchmark it can also add a fixed latency to every call (slept before taking
 the lock, so concurrent calls overlap as they do against real DynamoDB) and record each
-call in a `CallLog`.
+call in a `CallLog`. For the fault tests it answers chosen calls the way a bad day in
+AWS does (`inject_fault`): an error (5xx, throttling, access denied), an answer that
+comes too late, a connection reset before the call is served, or one served and then
+lost on the way back.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import re
+import socket
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +118,28 @@ def _operation(environ: dict[str, Any]) -> tuple[str, str]:
     return "AWS", target or str(environ.get("PATH_INFO", ""))
 
 
+# HTTP status of the errors `inject_fault` can answer with, as AWS answers them.
+AWS_ERRORS = {
+    "InternalServerError": 500,
+    "ServiceUnavailable": 503,
+    "ThrottlingException": 400,
+    "ProvisionedThroughputExceededException": 400,
+    "AccessDeniedException": 400,
+    "UnrecognizedClientException": 400,
+}
+
+
+@dataclass
+class _Fault:
+    operation: str
+    error: str | None
+    reset: bool
+    after: bool
+    delay: float
+    matching: re.Pattern[str] | None
+    remaining: int
+
+
 class LocalAws:
     """moto's DynamoDB and Secrets Manager over HTTP on 127.0.0.1, one request at a time.
 
@@ -123,18 +153,81 @@ class LocalAws:
         self.url = ""
         self.latency = latency
         self.calls = calls
+        self._faults: list[_Fault] = []
+        self._faults_lock = threading.Lock()
+
+    def inject_fault(
+        self,
+        operation: str,
+        error: str | None = None,
+        *,
+        reset: bool = False,
+        after: bool = False,
+        delay: float = 0.0,
+        matching: str | None = None,
+        count: int = 1,
+    ) -> None:
+        """Answer the next `count` calls of `operation` (`UpdateItem`, `GetSecretValue`, ...)
+        whose request body matches the regular expression `matching` (any, if None) badly.
+
+        `error` answers with that AWS error (see AWS_ERRORS); `reset` closes the connection
+        without an answer; `delay` waits that long (past the client's timeout, it is a
+        timeout). `after=True` serves the call first, so the fault hits the answer: the
+        write happened, the caller cannot know. Without `after`, an error or a reset means
+        the call never happened, and a delay comes before it is served (late, but served).
+        """
+        with self._faults_lock:
+            self._faults.append(
+                _Fault(
+                    operation,
+                    error,
+                    reset,
+                    after,
+                    delay,
+                    re.compile(matching) if matching else None,
+                    count,
+                )
+            )
+
+    def clear_faults(self) -> None:
+        """Drop every injected fault that has not fired yet."""
+        with self._faults_lock:
+            self._faults.clear()
+
+    def _take_fault(self, operation: str, body: str) -> _Fault | None:
+        with self._faults_lock:
+            for fault in self._faults:
+                if (
+                    fault.remaining > 0
+                    and fault.operation == operation
+                    and (fault.matching is None or fault.matching.search(body))
+                ):
+                    fault.remaining -= 1
+                    return fault
+        return None
 
     def start(self, port: int = 0, host: str = "127.0.0.1") -> LocalAws:
         """Serve in a background thread; `port=0` picks a free port. Returns self."""
         app = DomainDispatcherApplication(create_backend_app)
         lock = threading.Lock()
 
+        def serve(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            with lock:
+                return list(app(environ, start_response))
+
         def serialised(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
             started = time.perf_counter()
             if self.latency:
                 time.sleep(self.latency)
-            with lock:
-                body = list(app(environ, start_response))
+            fault = None
+            if self._faults:
+                raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+                environ["wsgi.input"] = io.BytesIO(raw)
+                fault = self._take_fault(_operation(environ)[1], raw.decode("utf-8", "replace"))
+            if fault is None:
+                body = serve(environ, start_response)
+            else:
+                body = self._faulty(fault, environ, start_response, serve)
             if self.calls is not None:
                 self.calls.record(*_operation(environ), started, time.perf_counter())
             return body
@@ -152,6 +245,36 @@ class LocalAws:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+
+    @staticmethod
+    def _faulty(fault: _Fault, environ: dict[str, Any], start_response: Any, serve: Any) -> list[bytes]:
+        served: list[Any] = []
+
+        def keep(status: str, headers: Any, exc_info: Any = None) -> None:
+            served.extend((status, headers))
+
+        body: list[bytes] = serve(environ, keep) if fault.after else []
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.reset:
+            connection: socket.socket = environ["werkzeug.socket"]
+            connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+            return []
+        if fault.error is None:  # only late: the answer, now
+            if not fault.after:
+                return serve(environ, start_response)  # type: ignore[no-any-return]
+            start_response(*served)
+            return body
+        status = AWS_ERRORS[fault.error]
+        text = json.dumps(
+            {"__type": f"com.amazonaws.dynamodb.v20120810#{fault.error}", "message": "Injected fault"}
+        )
+        start_response(
+            f"{status} Injected",
+            [("Content-Type", "application/x-amz-json-1.0"), ("x-amzn-RequestId", "fault")],
+        )
+        return [text.encode()]
 
 
 def aws_environment(endpoint_url: str) -> dict[str, str]:

@@ -52,6 +52,7 @@ import hashlib
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -156,6 +157,11 @@ class _Fault:
     remaining: int
     after: bool
     delay: float
+    reset: bool = False
+
+
+class ConnectionReset(Exception):
+    """The emulator closes the connection without answering (an injected fault)."""
 
 
 @dataclass
@@ -407,15 +413,17 @@ class StripeEmulator:
         count: int = 1,
         after: bool = False,
         delay: float = 0.0,
+        reset: bool = False,
     ) -> None:
         """Answer the next `count` matching requests with `status` (0: no error, only `delay`).
 
         `after=True` performs the request first and then fails the answer, the way a
-        response lost on the network looks to the client.
+        response lost on the network looks to the client. `reset=True` closes the
+        connection instead of answering (before or, with `after`, after acting).
         """
         with self._lock:
             self._state.faults.append(
-                _Fault(method.upper(), re.compile(path_pattern), status, count, after, delay)
+                _Fault(method.upper(), re.compile(path_pattern), status, count, after, delay, reset)
             )
 
     def clear_faults(self) -> None:
@@ -486,6 +494,8 @@ class StripeEmulator:
             fault = self._take_fault(method, parts.path)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
+        if fault is not None and fault.reset and not fault.after:
+            raise ConnectionReset()
         if fault is not None and fault.status and not fault.after:
             recorded.status = fault.status
             return fault.status, self._fault_body(fault.status), extra
@@ -497,6 +507,8 @@ class StripeEmulator:
             status, answer = self._idempotent(method, parts.path, call)
         except StripeApiError as exc:
             status, answer = exc.status, {"error": {**exc.body, "request_log_url": f"emulator/{request_id}"}}
+        if fault is not None and fault.reset:
+            raise ConnectionReset()
         if fault is not None and fault.status and fault.after:
             status, answer = fault.status, self._fault_body(fault.status)
         if headers.get("idempotency-key"):
@@ -513,7 +525,7 @@ class StripeEmulator:
 
     @staticmethod
     def _fault_body(status: int) -> dict[str, Any]:
-        kind = "rate_limit_error" if status == 429 else "api_error"
+        kind = {429: "rate_limit_error", 401: "authentication_error"}.get(status, "api_error")
         return {"error": {"type": kind, "message": f"Injected fault: HTTP {status}."}}
 
     def _authenticate(self, headers: dict[str, str]) -> str:
@@ -1085,7 +1097,12 @@ def _handler_for(emulator: StripeEmulator) -> type[BaseHTTPRequestHandler]:
             if method in {"GET", "POST"} and self._page(method, parts.path, parts.query, body):
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, answer, extra = emulator.handle(method, self.path, headers, body)
+            try:
+                status, answer, extra = emulator.handle(method, self.path, headers, body)
+            except ConnectionReset:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             self._send(status, json.dumps(answer).encode(), "application/json", extra)
 
         def _page(self, method: str, path: str, query: str, body: str) -> bool:

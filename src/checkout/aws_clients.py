@@ -35,6 +35,9 @@ BOTO_CONFIG = BotoConfig(
     max_pool_connections=16,
 )
 
+# The function's role may not do this (a deployment fault): no retry will help.
+_ACCESS_DENIED = {"AccessDeniedException", "UnrecognizedClientException"}
+
 _THROTTLED = {
     "ThrottlingException",
     "ProvisionedThroughputExceededException",
@@ -69,8 +72,13 @@ def aws_failure(exc: Exception, service: str) -> UpstreamFailure:
     """The contract's 503/504 for an AWS call that failed after botocore's retries."""
     if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
         return UpstreamFailure("AwsTimeout", f"{service} did not answer in time; please retry.")
-    if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _THROTTLED:
+    code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+    if code in _THROTTLED:
         return UpstreamFailure("AwsThrottled", f"{service} is throttling requests; please retry.")
+    if code in _ACCESS_DENIED:
+        return UpstreamFailure(
+            "AwsAccessDenied", f"The service may not use {service}; this needs a fix, please contact support."
+        )
     return UpstreamFailure("AwsUnavailable", f"{service} is unavailable; please retry.")
 
 

@@ -46,6 +46,21 @@ STATUS_BY_ERROR_CODE: dict[str, int] = {
     "AwsUnavailable": 503,
     "AwsThrottled": 503,
     "AwsTimeout": 504,
+    "AwsAccessDenied": 502,
+}
+
+# Upstream failures a retry may cure, and the seconds a client should wait first
+# (`Retry-After`). A refusal (StripeRejected, StripeCredentials, AwsAccessDenied) will
+# not pass on a retry: its answer carries no Retry-After and its message says so.
+TRANSIENT_RETRY_AFTER = 2
+_TRANSIENT = {
+    "StripeError",
+    "StripeUnreachable",
+    "StripeThrottled",
+    "StripeTimeout",
+    "AwsUnavailable",
+    "AwsThrottled",
+    "AwsTimeout",
 }
 
 
@@ -151,6 +166,7 @@ class UpstreamFailure(CheckoutError):
         super().__init__(message)
         self.error_code = error_code
         self.stripe_request_id = stripe_request_id
+        self.retry_after = TRANSIENT_RETRY_AFTER if error_code in _TRANSIENT else None
 
     @property
     def from_stripe(self) -> bool:
