@@ -417,8 +417,8 @@ class StripeEmulator:
     ) -> None:
         """Answer the next `count` matching requests with `status` (0: no error, only `delay`).
 
-        `after=True` performs the request first and then fails the answer, the way a
-        response lost on the network looks to the client. `reset=True` closes the
+        `after=True` performs the request first and then fails (or delays) the answer, the
+        way a response lost on the network looks to the client. `reset=True` closes the
         connection instead of answering (before or, with `after`, after acting).
         """
         with self._lock:
@@ -492,7 +492,7 @@ class StripeEmulator:
         with self._lock:
             self._state.requests.append(recorded)
             fault = self._take_fault(method, parts.path)
-        if fault is not None and fault.delay:
+        if fault is not None and fault.delay and not fault.after:
             time.sleep(fault.delay)
         if fault is not None and fault.reset and not fault.after:
             raise ConnectionReset()
@@ -507,6 +507,8 @@ class StripeEmulator:
             status, answer = self._idempotent(method, parts.path, call)
         except StripeApiError as exc:
             status, answer = exc.status, {"error": {**exc.body, "request_log_url": f"emulator/{request_id}"}}
+        if fault is not None and fault.delay and fault.after:
+            time.sleep(fault.delay)  # acted, and the answer comes late
         if fault is not None and fault.reset:
             raise ConnectionReset()
         if fault is not None and fault.status and fault.after:

@@ -421,6 +421,14 @@ class DynamoSessionRegistry:
         except LeaseLost:
             if not self._committed_by(lease):
                 raise
+        except UpstreamFailure:
+            # Every try timed out or failed, and one of them may still have been applied.
+            try:
+                committed = self._committed_by(lease)
+            except UpstreamFailure:
+                committed = False
+            if not committed:
+                raise
 
     def _committed_by(self, lease: ReferenceLease) -> bool:
         """Whether the head says this lease's commit was applied: the retry of a commit

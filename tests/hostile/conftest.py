@@ -1,0 +1,78 @@
+"""Fixtures of the hostile-input suite and the fault matrix (docs/reliability.md).
+
+`fast` swaps in a service whose clients give up after `TIMEOUT` seconds and retry
+without sleeping, so a fault that exhausts every retry costs about a second. Only the
+SDKs' backoff sleeps are shortened; what is retried, how often, and what the service
+does after are the same as deployed. The lease keeps its deployed length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+from botocore.config import Config as BotoConfig
+from botocore.retries.standard import ExponentialBackoff
+from stripe._http_client import HTTPClient
+
+from checkout import aws_clients
+from checkout.composition import Services, build_services
+from checkout.config import Config
+from tests.conftest import Company, Stack
+
+TIMEOUT = 0.8  # seconds every client here waits for an answer
+LATE = TIMEOUT + 0.4  # a fault's delay: an answer the client no longer waits for
+
+
+def use_fast_service(
+    monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType, **overrides: Any
+) -> Services:
+    """A new container's services, with short timeouts and no backoff sleeps."""
+    fast = BotoConfig(connect_timeout=TIMEOUT, read_timeout=TIMEOUT)
+    monkeypatch.setattr(aws_clients, "BOTO_CONFIG", aws_clients.BOTO_CONFIG.merge(fast))
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.01)
+    monkeypatch.setattr(HTTPClient, "_sleep_time_seconds", lambda self, num_retries: 0.01)
+    config = Config.from_env()
+    settings = {"stripe_timeout_seconds": TIMEOUT, "settings_cache_seconds": 0, "secret_cache_seconds": 0}
+    services = build_services(dataclasses.replace(config, **(settings | overrides)))
+    monkeypatch.setattr(handler_module, "SERVICES", services)
+    return services
+
+
+def wait_for_background_work(timeout: float = 10.0) -> None:
+    """Wait until no lease renewal of an earlier request is still running."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name == "lease-renewal":
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType, stack: Stack) -> Iterator[Services]:
+    services = use_fast_service(monkeypatch, handler_module)
+    yield services
+    stack.aws.clear_faults()
+    stack.emulator.clear_faults()
+    wait_for_background_work()
+
+
+def assert_invariant(stack: Stack, company: Company, reference: str) -> dict[str, Any]:
+    """The contract's invariant for one reference, at Stripe and in the registry: at most
+    one open session, the current one; every created session recorded, in its state."""
+    at_stripe = {
+        s["id"]: s["status"]
+        for s in stack.emulator.sessions(company.stripe_account)
+        if s["client_reference_id"] == reference and s["metadata"]["CompanyId"] == company.company_id
+    }
+    record = company.sessions(reference)
+    open_ids = [sid for sid, status in at_stripe.items() if status == "open"]
+    assert len(open_ids) <= 1, at_stripe
+    if open_ids:
+        assert open_ids == [record["current_session_id"]], (at_stripe, record)
+    assert {s["session_id"]: s["status"] for s in record["sessions"]} == at_stripe, (at_stripe, record)
+    return record
