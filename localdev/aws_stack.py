@@ -130,7 +130,9 @@ AWS_ERRORS = {
 
 
 @dataclass
-class _Fault:
+class AwsFault:
+    """An injected fault; `fired` counts the calls it answered."""
+
     operation: str
     error: str | None
     reset: bool
@@ -138,6 +140,7 @@ class _Fault:
     delay: float
     matching: re.Pattern[str] | None
     remaining: int
+    fired: int = 0
 
 
 class LocalAws:
@@ -153,7 +156,7 @@ class LocalAws:
         self.url = ""
         self.latency = latency
         self.calls = calls
-        self._faults: list[_Fault] = []
+        self._faults: list[AwsFault] = []
         self._faults_lock = threading.Lock()
 
     def inject_fault(
@@ -166,7 +169,7 @@ class LocalAws:
         delay: float = 0.0,
         matching: str | None = None,
         count: int = 1,
-    ) -> None:
+    ) -> AwsFault:
         """Answer the next `count` calls of `operation` (`UpdateItem`, `GetSecretValue`, ...)
         whose request body matches the regular expression `matching` (any, if None) badly.
 
@@ -176,25 +179,19 @@ class LocalAws:
         write happened, the caller cannot know. Without `after`, an error or a reset means
         the call never happened, and a delay comes before it is served (late, but served).
         """
+        fault = AwsFault(
+            operation, error, reset, after, delay, re.compile(matching, re.DOTALL) if matching else None, count
+        )
         with self._faults_lock:
-            self._faults.append(
-                _Fault(
-                    operation,
-                    error,
-                    reset,
-                    after,
-                    delay,
-                    re.compile(matching) if matching else None,
-                    count,
-                )
-            )
+            self._faults.append(fault)
+        return fault
 
     def clear_faults(self) -> None:
         """Drop every injected fault that has not fired yet."""
         with self._faults_lock:
             self._faults.clear()
 
-    def _take_fault(self, operation: str, body: str) -> _Fault | None:
+    def _take_fault(self, operation: str, body: str) -> AwsFault | None:
         with self._faults_lock:
             for fault in self._faults:
                 if (
@@ -203,6 +200,7 @@ class LocalAws:
                     and (fault.matching is None or fault.matching.search(body))
                 ):
                     fault.remaining -= 1
+                    fault.fired += 1
                     return fault
         return None
 
@@ -247,7 +245,7 @@ class LocalAws:
             self._server = None
 
     @staticmethod
-    def _faulty(fault: _Fault, environ: dict[str, Any], start_response: Any, serve: Any) -> list[bytes]:
+    def _faulty(fault: AwsFault, environ: dict[str, Any], start_response: Any, serve: Any) -> list[bytes]:
         served: list[Any] = []
 
         def keep(status: str, headers: Any, exc_info: Any = None) -> None:

@@ -403,12 +403,15 @@ class CheckoutService:
                 writes.append(SessionWrite(outcome, prior.stripe_account))
             else:
                 news.append(outcome)
+        recorded = {prior.session_id for prior in ref.open_sessions}
         for future in replaying:
             replayed = future.result()
             if replayed.failure is not None:
                 failures.append(replayed.failure)
                 keep.append(replayed.attempt)
-            elif replayed.created is not None:
+            elif replayed.created is not None and replayed.created.id not in recorded:
+                # (An attempt whose session is already recorded, as after a lease write that
+                # landed late and re-added it, is settled by the prior's expiry above.)
                 writes.append(self._replayed_write(replayed, still_open, news))
         return writes, still_open, news, failures, keep
 

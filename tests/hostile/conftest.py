@@ -9,6 +9,7 @@ does after are the same as deployed. The lease keeps its deployed length.
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -25,8 +26,8 @@ from checkout.composition import Services, build_services
 from checkout.config import Config
 from tests.conftest import Company, Stack
 
-TIMEOUT = 0.8  # seconds every client here waits for an answer
-LATE = TIMEOUT + 0.4  # a fault's delay: an answer the client no longer waits for
+TIMEOUT = 0.4  # seconds every client here waits for an answer
+LATE = TIMEOUT + 0.2  # a fault's delay: an answer the client no longer waits for
 
 
 def use_fast_service(
@@ -42,6 +43,11 @@ def use_fast_service(
     services = build_services(dataclasses.replace(config, **(settings | overrides)))
     monkeypatch.setattr(handler_module, "SERVICES", services)
     return services
+
+
+def lease_write(reference: str) -> str:
+    """`matching` for the UpdateItem that takes a reference's lease (not its renewal or release)."""
+    return f"(?=.*list_append)(?=.*{re.escape(reference)})"
 
 
 def wait_for_background_work(timeout: float = 10.0) -> None:

@@ -18,7 +18,7 @@ from checkout.domain import PendingAttempt, ReferenceKey
 from checkout.request_decoding import MAX_BODY_BYTES
 from localdev.apigw import rest_event
 from tests.conftest import ROUTE, Api, Company, Stack
-from tests.hostile.conftest import assert_invariant, use_fast_service
+from tests.hostile.conftest import assert_invariant, lease_write, use_fast_service
 from tests.integration.test_checkout_api import assert_error_body
 
 CREATE = r"^/v1/checkout/sessions$"
@@ -105,10 +105,11 @@ def test_a_lost_answer_to_the_lease_write_is_recognised_as_our_own_lease(
     api: Api, company: Company, stack: Stack, fast: Any
 ) -> None:
     reference = f"lost-lease-{uuid.uuid4().hex[:8]}"
-    stack.aws.inject_fault("UpdateItem", reset=True, after=True, matching=f"list_append.*{reference}")
+    fault = stack.aws.inject_fault("UpdateItem", reset=True, after=True, matching=lease_write(reference))
 
     reply = api.post(company.request(reference))
 
+    assert fault.fired == 1
     assert reply.status == 200, reply.text
     record = assert_invariant(stack, company, reference)
     assert (record["lease_held"], record["pending_attempts"]) == (False, 0)
@@ -118,10 +119,11 @@ def test_a_lost_answer_to_the_commit_is_recognised_as_our_own_transaction(
     api: Api, company: Company, stack: Stack, fast: Any
 ) -> None:
     reference = f"lost-commit-{uuid.uuid4().hex[:8]}"
-    stack.aws.inject_fault("TransactWriteItems", reset=True, after=True, matching=reference)
+    fault = stack.aws.inject_fault("TransactWriteItems", reset=True, after=True, matching=reference)
 
     reply = api.post(company.request(reference))
 
+    assert fault.fired == 1
     assert reply.status == 200, reply.text
     record = assert_invariant(stack, company, reference)
     assert record["current_session_id"] == reply.json["SessionId"]

@@ -1,0 +1,188 @@
+"""The fault matrix: every remote call on a request's path x every way it can fail, once
+and persistently (docs/reliability.md).
+
+For each case: the faulted request's answer (status, ErrorCode, Retry-After), then, with
+the fault gone, the next request for the same reference succeeds within 10 seconds, and
+the contract's invariant holds at the emulator and in the registry (every created
+session recorded in its state, at most one open, the current one; no lease held, no
+attempt pending).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROUTE, Api, Company, Reply, Stack, onboard
+from tests.hostile.conftest import LATE, assert_invariant, lease_write, wait_for_background_work
+
+STATUS_ROUTE = "/payment/stripe/v1/checkout/status"
+PERSISTENT = 999
+
+
+@dataclass(frozen=True)
+class Case:
+    """One remote call of a request's path; `matching` picks it out by its request."""
+
+    name: str
+    system: str  # "aws" or "stripe"
+    operation: str  # AWS operation, or the Stripe call's HTTP method
+    matching: Callable[[Company, str, str], str]  # (company, reference, session id) -> pattern
+    status_operation: bool = False  # a call of the status operation, not of the checkout
+
+
+CALLS = [
+    Case("settings and articles", "aws", "BatchGetItem", lambda c, r, s: f"COMPANY#{c.company_id}"),
+    Case("secret", "aws", "GetSecretValue", lambda c, r, s: c.company_id),
+    Case("lease", "aws", "UpdateItem", lambda c, r, s: lease_write(r)),
+    Case("Stripe expire", "stripe", "POST", lambda c, r, s: rf"^/v1/checkout/sessions/{s}/expire$"),
+    Case("Stripe create", "stripe", "POST", lambda c, r, s: r"^/v1/checkout/sessions$"),
+    Case("registry commit", "aws", "TransactWriteItems", lambda c, r, s: re.escape(r)),
+    Case("status: find", "aws", "Query", lambda c, r, s: s, status_operation=True),
+    Case("status: record", "aws", "GetItem", lambda c, r, s: f"SESSION#{s}", status_operation=True),
+    Case("status: settings", "aws", "BatchGetItem", lambda c, r, s: f"COMPANY#{c.company_id}", True),
+    Case("status: Stripe retrieve", "stripe", "GET", lambda c, r, s: rf"^/v1/checkout/sessions/{s}$", True),
+    Case("status: read the news", "aws", "TransactGetItems", lambda c, r, s: s, status_operation=True),
+    Case("status: record the news", "aws", "TransactWriteItems", lambda c, r, s: s, status_operation=True),
+]
+
+# fault -> (AWS injection, Stripe injection) keyword arguments
+FAULTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "5xx": ({"error": "InternalServerError"}, {"status": 500}),
+    "throttled": ({"error": "ProvisionedThroughputExceededException"}, {"status": 429}),
+    "timeout before acting": ({"delay": LATE}, {"status": 0, "delay": LATE}),
+    "timeout after acting": ({"delay": LATE, "after": True}, {"status": 0, "delay": LATE, "after": True}),
+    "connection reset": ({"reset": True}, {"reset": True}),
+    "answer lost": ({"reset": True, "after": True}, {"reset": True, "after": True}),
+    "auth failure": ({"error": "AccessDeniedException"}, {"status": 401}),
+}
+
+# What a persistent fault answers: fault -> (AWS, Stripe) (status, ErrorCode).
+PERSISTENT_ANSWERS = {
+    "5xx": ((503, "AwsUnavailable"), (502, "StripeError")),
+    "throttled": ((503, "AwsThrottled"), (503, "StripeThrottled")),
+    "timeout before acting": ((504, "AwsTimeout"), (504, "StripeTimeout")),
+    "timeout after acting": ((504, "AwsTimeout"), (504, "StripeTimeout")),
+    "connection reset": ((503, "AwsUnavailable"), (502, "StripeUnreachable")),
+    "answer lost": ((503, "AwsUnavailable"), (502, "StripeUnreachable")),
+    "auth failure": ((502, "AwsAccessDenied"), (502, "StripeCredentials")),
+}
+
+
+def expected(case: Case, fault: str, persistent: bool) -> tuple[int, str | None]:
+    """The answer the faulted request gets (see also `acceptable`)."""
+    aws = case.system == "aws"
+    if fault == "auth failure" and aws and case.name != "secret":
+        return 502, "AwsAccessDenied"  # not retried: a refusal, the role lacks a permission
+    if not persistent:  # the key's fetch is started early and asked again when Stripe is called
+        return 200, None  # retried, and the retry went through
+    if case.name == "registry commit" and fault in {"timeout after acting", "answer lost"}:
+        return 200, None  # the first try was applied; the head's last_commit says so
+    if case.name == "secret" and fault == "auth failure":
+        return 502, "StripeCredentials"
+    aws_answer, stripe_answer = PERSISTENT_ANSWERS[fault]
+    return aws_answer if aws else stripe_answer
+
+
+def acceptable(case: Case, fault: str, persistent: bool) -> set[tuple[int, str | None]]:
+    """Every answer the faulted request may get: a commit that is late on every try may
+    land before the last try gives up, and the request then finds it applied."""
+    answers = {expected(case, fault, persistent)}
+    if case.name == "registry commit" and fault == "timeout before acting" and persistent:
+        answers.add((200, None))
+    return answers
+
+
+@pytest.fixture(scope="module")
+def matrix_company(stack: Stack) -> Company:
+    return onboard()
+
+
+def checkout(api: Api, company: Company, reference: str) -> Reply:
+    return api.post(company.request(reference))
+
+
+def status(api: Api, company: Company, session_id: str) -> Reply:
+    return api.send("POST", STATUS_ROUTE, {"CompanyId": company.company_id, "SessionId": session_id})
+
+
+def until_answered(send: Callable[[], Reply], seconds: float = 10.0) -> Reply:
+    """The next request, repeated while the reference is still held (409 with Retry-After)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        reply = send()
+        if reply.status != 409 or reply.json["ResponseStatus"]["ErrorCode"] != "CheckoutInProgress":
+            return reply
+        assert time.monotonic() < deadline, "the reference stayed held after the fault was gone"
+        time.sleep(0.25)
+
+
+@pytest.fixture(autouse=True)
+def _settle(stack: Stack) -> Iterator[None]:
+    yield
+    stack.aws.clear_faults()
+    stack.emulator.clear_faults()
+    wait_for_background_work()
+
+
+def inject(stack: Stack, case: Case, fault: str, pattern: str, count: int) -> Callable[[], int]:
+    """Inject the fault; returns how many calls it hit so far."""
+    aws_kwargs, stripe_kwargs = FAULTS[fault]
+    if case.system == "aws":
+        injected = stack.aws.inject_fault(case.operation, matching=pattern, count=count, **aws_kwargs)
+        return lambda: injected.fired
+    stack.emulator.inject_fault(case.operation, pattern, count=count, **stripe_kwargs)
+    fault_entry = stack.emulator._state.faults[-1]
+    return lambda: count - fault_entry.remaining
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["once", "persistent"])
+@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("case", CALLS, ids=[c.name for c in CALLS])
+def test_fault(
+    api: Api, fast: Any, stack: Stack, matrix_company: Company, case: Case, fault: str, persistent: bool
+) -> None:
+    company = matrix_company
+    reference = f"fault-{uuid.uuid4().hex[:12]}"
+    prior = checkout(api, company, reference)  # the faulted request has a session to expire
+    assert prior.status == 200, prior.text
+    session_id = prior.json["SessionId"]
+    if case.status_operation:
+        stack.emulator.complete(session_id, deliver=False)  # news the status call must record
+        send: Callable[[], Reply] = lambda: status(api, company, session_id)  # noqa: E731
+    else:
+        send = lambda: checkout(api, company, reference)  # noqa: E731
+    fired = inject(
+        stack, case, fault, case.matching(company, reference, session_id), PERSISTENT if persistent else 1
+    )
+
+    reply = send()
+
+    assert fired() >= 1, "the fault never hit its call"
+    code = reply.json["ResponseStatus"]["ErrorCode"] if reply.status != 200 else None
+    assert (reply.status, code) in acceptable(case, fault, persistent), reply.text
+    if code is not None:
+        assert reply.json["ResponseStatus"]["Message"]
+        retryable = code not in {"AwsAccessDenied", "StripeCredentials"}
+        assert ("Retry-After" in reply.headers) == retryable, reply.headers
+
+    # The fault is gone; anything it delayed lands; the next request gets through.
+    stack.aws.clear_faults()
+    stack.emulator.clear_faults()
+    if "timeout" in fault:
+        time.sleep(LATE)
+    wait_for_background_work()
+    after = until_answered(send)
+    assert after.status == 200, after.text
+    if case.status_operation:
+        assert after.json["Status"] == "complete"
+        assert after.json["PaymentStatus"] == "paid"
+        assert company.sessions(reference)["payment_state"] == "paid"
+    record = assert_invariant(stack, company, reference)
+    assert (record["lease_held"], record["pending_attempts"]) == (False, 0)
