@@ -179,9 +179,8 @@ class LocalAws:
         write happened, the caller cannot know. Without `after`, an error or a reset means
         the call never happened, and a delay comes before it is served (late, but served).
         """
-        fault = AwsFault(
-            operation, error, reset, after, delay, re.compile(matching, re.DOTALL) if matching else None, count
-        )
+        pattern = re.compile(matching, re.DOTALL) if matching else None
+        fault = AwsFault(operation, error, reset, after, delay, pattern, count)
         with self._faults_lock:
             self._faults.append(fault)
         return fault

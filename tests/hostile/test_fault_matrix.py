@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROUTE, Api, Company, Reply, Stack, onboard
+from tests.conftest import Api, Company, Reply, Stack, onboard
 from tests.hostile.conftest import LATE, assert_invariant, lease_write, wait_for_background_work
 
 STATUS_ROUTE = "/payment/stripe/v1/checkout/status"
