@@ -46,7 +46,11 @@ from localdev.stripe_emulator import StripeEmulator
 ROOT = Path(__file__).resolve().parent.parent
 ROUTE = "/payment/stripe/v1/checkout"
 HANDLERS = {"service": "handlers.checkout_api", "reference": "benchmarks.reference_handler"}
-TABLES = {"COMPANIES_TABLE_NAME": "bench-companies", "SESSIONS_TABLE_NAME": "bench-sessions"}
+TABLES = {
+    "COMPANIES_TABLE_NAME": "bench-companies",
+    "SESSIONS_TABLE_NAME": "bench-sessions",
+    "IDEMPOTENCY_TABLE_NAME": "bench-idempotency",
+}
 STRIPE_KEY = "sk_test_51BenchmarkKey000000000000"
 SITE = "http://127.0.0.1:3000"  # the demo company's allowed URLs, as in `./dev run`
 # What the deployed function runs with (template.yaml), for both handlers.

@@ -47,7 +47,11 @@ DEMO_ARTICLES = [
     (1, 43, "Beard trim", 15000, "SEK"),
     (2, 7, "Gift card 500 kr", 50000, "SEK"),
 ]
-DEFAULT_TABLES = {"COMPANIES_TABLE_NAME": "checkout-companies", "SESSIONS_TABLE_NAME": "checkout-sessions"}
+DEFAULT_TABLES = {
+    "COMPANIES_TABLE_NAME": "checkout-companies",
+    "SESSIONS_TABLE_NAME": "checkout-sessions",
+    "IDEMPOTENCY_TABLE_NAME": "checkout-idempotency",
+}
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
 EMULATOR_STRIPE_KEY = "sk_test_51LocalEmulatorKey0000000000"
 EMULATOR_PUBLISHABLE_KEY = "pk_test_51LocalEmulatorKey0000000000"

@@ -31,7 +31,11 @@ from localdev.aws_stack import LocalAws, aws_environment, create_tables
 from localdev.stripe_emulator import StripeEmulator
 
 ROUTE = "/payment/stripe/v1/checkout"
-TABLES = {"COMPANIES_TABLE_NAME": "test-checkout-companies", "SESSIONS_TABLE_NAME": "test-checkout-sessions"}
+TABLES = {
+    "COMPANIES_TABLE_NAME": "test-checkout-companies",
+    "SESSIONS_TABLE_NAME": "test-checkout-sessions",
+    "IDEMPOTENCY_TABLE_NAME": "test-checkout-idempotency",
+}
 STRIPE_KEY = "sk_test_51TestKeyForTheEmulatorOnly000000000000"
 ALLOWED_ORIGIN = "https://booking.example.com"
 SITE = "https://booking.example.com"

@@ -13,6 +13,7 @@ from checkout.aws_clients import dynamodb_client, secretsmanager_client
 from checkout.checkout_status import CheckoutStatusService
 from checkout.company_store import DynamoCompanyDirectory
 from checkout.config import Config
+from checkout.idempotency import IdempotencyKeys
 from checkout.service import CheckoutService
 from checkout.session_registry import DynamoSessionRegistry
 from checkout.stripe_gateway import StripeGateway
@@ -28,13 +29,14 @@ class Services:
 
     checkout: CheckoutService
     status: CheckoutStatusService
+    idempotency: IdempotencyKeys
 
 
 def build_services(config: Config) -> Services:
-    """Both use cases, wired to the same adapters."""
+    """Both use cases, wired to the same adapters, and the `Idempotency-Key` records."""
     checkout = build_service(config)
     status = CheckoutStatusService(checkout.directory, checkout.gateway, checkout.registry)
-    return Services(checkout, status)
+    return Services(checkout, status, IdempotencyKeys(config.idempotency_table))
 
 
 def build_service(config: Config) -> CheckoutService:

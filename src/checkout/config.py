@@ -35,6 +35,7 @@ class Config:
 
     companies_table: str
     sessions_table: str
+    idempotency_table: str
     secret_name_prefix: str
     stripe_api_base: str | None
     stripe_max_network_retries: int
@@ -53,6 +54,7 @@ class Config:
         return cls(
             companies_table=os.environ.get("COMPANIES_TABLE_NAME", "") or "checkout-companies",
             sessions_table=os.environ.get("SESSIONS_TABLE_NAME", "") or "checkout-sessions",
+            idempotency_table=os.environ.get("IDEMPOTENCY_TABLE_NAME", "") or "checkout-idempotency",
             secret_name_prefix=os.environ.get("STRIPE_SECRET_NAME_PREFIX", "") or "checkout/stripe/",
             stripe_api_base=os.environ.get("STRIPE_API_BASE", "").strip() or None,
             # Two retries with Stripe's backoff (0.5 s, 1 s) ride out a blip; more would

@@ -51,6 +51,8 @@ class Operation:
     predefined_verbs: tuple[str, ...] = ()
     # The statuses it answers besides 200, with what each means (the OpenAPI document's).
     errors: tuple[tuple[int, str], ...] = ()
+    # Has side effects, so a client may send an `Idempotency-Key` (checkout.idempotency).
+    takes_idempotency_key: bool = False
 
     @property
     def name(self) -> str:
@@ -97,8 +99,10 @@ OPERATIONS: tuple[Operation, ...] = (
             _INVALID,
             (409, "The reference is paid, a payment for it is settling, or another checkout is in progress"),
             (429, "Too many new checkouts for this reference in the last minute (see Retry-After)"),
+            (422, "The Idempotency-Key was used with a different request in the last 24 hours"),
             *_UPSTREAM,
         ),
+        takes_idempotency_key=True,
     ),
     Operation(
         request=StripeV1GetCheckoutStatus,

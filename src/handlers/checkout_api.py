@@ -30,6 +30,8 @@ from checkout.errors import (
     UpstreamFailure,
     http_status,
 )
+from checkout.idempotency import HEADER as IDEMPOTENCY_HEADER
+from checkout.idempotency import checked_key
 from checkout.observability import count_rejection, logger, metrics
 from checkout.operations import OPERATIONS, PREDEFINED_ROUTES, Operation, by_name, by_route, canonical_path
 from checkout.request_decoding import InputRefused, body_text, event_problem
@@ -113,8 +115,22 @@ def _run(operation: Operation) -> Response[str]:
             f"Could not find method named {event.http_method.capitalize()}({name}) or Any({name}) "
             "on Service CheckoutService",
         )
+    key = event.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and operation.takes_idempotency_key:
+        body = SERVICES.idempotency.answer(
+            checked_key(key),
+            operation.name,
+            request.model_dump(mode="json", by_alias=True),
+            lambda: _result(operation, request),
+            app.lambda_context,
+        )
+        return _answer(200, body)
+    return _answer(200, _result(operation, request))
+
+
+def _result(operation: Operation, request: Any) -> dict[str, Any]:
     result = operation.handle(SERVICES, request)
-    return _answer(200, result.model_dump(mode="json", by_alias=True, exclude_none=True))
+    return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _custom_route(operation: Operation) -> Any:

@@ -22,10 +22,17 @@ def _keys(definition: dict[str, object]) -> list[tuple[str, str]]:
 def test_both_tables_use_the_key_layout_the_code_uses() -> None:
     tables = table_definitions()
 
-    assert set(tables) == {"COMPANIES_TABLE_NAME", "SESSIONS_TABLE_NAME"}
+    assert set(tables) == {"COMPANIES_TABLE_NAME", "SESSIONS_TABLE_NAME", "IDEMPOTENCY_TABLE_NAME"}
+    for name in ("COMPANIES_TABLE_NAME", "SESSIONS_TABLE_NAME"):
+        assert _keys(tables[name]) == [(layout.PK, "HASH"), (layout.SK, "RANGE")]
     for definition in tables.values():
-        assert _keys(definition) == [(layout.PK, "HASH"), (layout.SK, "RANGE")]
         assert definition["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_the_idempotency_table_has_the_key_and_ttl_powertools_uses() -> None:
+    assert _keys(table_definitions()["IDEMPOTENCY_TABLE_NAME"]) == [("id", "HASH")]
+    table = load_template()["Resources"]["IdempotencyTable"]["Properties"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
 
 
 def test_the_session_registry_has_the_session_id_index() -> None:

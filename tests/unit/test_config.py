@@ -8,7 +8,8 @@ from checkout.config import Config
 from checkout.errors import ConfigurationError
 
 VARIABLES = (
-    "COMPANIES_TABLE_NAME", "SESSIONS_TABLE_NAME", "STRIPE_SECRET_NAME_PREFIX", "STRIPE_API_BASE",
+    "COMPANIES_TABLE_NAME", "SESSIONS_TABLE_NAME", "IDEMPOTENCY_TABLE_NAME", "STRIPE_SECRET_NAME_PREFIX",
+    "STRIPE_API_BASE",
     "STRIPE_MAX_NETWORK_RETRIES", "STRIPE_TIMEOUT_SECONDS", "CHECKOUT_LEASE_SECONDS",
     "SETTINGS_CACHE_SECONDS", "SECRET_CACHE_SECONDS", "REFERENCE_SESSIONS_PER_MINUTE", "CORS_ALLOWED_ORIGINS",
     "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
@@ -25,6 +26,7 @@ def test_defaults() -> None:
     assert Config.from_env() == Config(
         companies_table="checkout-companies",
         sessions_table="checkout-sessions",
+        idempotency_table="checkout-idempotency",
         secret_name_prefix="checkout/stripe/",
         stripe_api_base=None,
         stripe_max_network_retries=2,
