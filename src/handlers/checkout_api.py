@@ -40,9 +40,14 @@ from checkout.observability import count_rejection, logger, metrics
 
 ROUTE = "/payment/stripe/v1/checkout"
 ROUTES = (ROUTE, f"{ROUTE}.json")
-# A plain JavaScript identifier path (`cb`, `jQuery.cb_1`); anything else could inject script.
-_JSONP_CALLBACK = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*")
+# A plain JavaScript identifier path in ASCII (`cb`, `jQuery.cb_1`); anything else could
+# inject script, or look like one name to us and another to the browser.
+_JSONP_CALLBACK = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*(?:\.[A-Za-z_$][A-Za-z0-9_$]*)*")
 _MAX_CALLBACK_LENGTH = 128
+# On every answer, errors, preflights and JSONP included: answers carry client secrets,
+# so no cache may keep them and no browser may sniff them into another type; and the
+# CORS headers depend on the Origin, so a cache must not serve one origin's to another.
+_EVERY_ANSWER = {"Cache-Control": ["no-store"], "X-Content-Type-Options": ["nosniff"]}
 
 
 def _cors() -> CORSConfig | None:
@@ -203,7 +208,15 @@ def _as_jsonp(event: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]
     # The /**/ prefix defuses the Rosetta-Flash style of content sniffing attack.
     response["body"] = f"/**/{callback}({response['body']});"
     headers["Content-Type"] = ["application/javascript; charset=utf-8"]
-    headers["X-Content-Type-Options"] = ["nosniff"]
+    return response
+
+
+def _with_edge_headers(response: dict[str, Any]) -> dict[str, Any]:
+    headers = response.get("multiValueHeaders") or {}
+    headers.update(_EVERY_ANSWER)
+    vary = [v.strip() for value in headers.get("Vary", []) for v in value.split(",") if v.strip()]
+    headers["Vary"] = [", ".join(dict.fromkeys([*vary, "Origin"]))]
+    response["multiValueHeaders"] = headers
     return response
 
 
@@ -211,4 +224,4 @@ def _as_jsonp(event: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway REST proxy integration entry point."""
-    return _as_jsonp(event, app.resolve(event, context))
+    return _with_edge_headers(_as_jsonp(event, app.resolve(event, context)))

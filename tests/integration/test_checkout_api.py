@@ -451,6 +451,15 @@ def test_unsafe_jsonp_callbacks_are_400(api: Api, company: Company, callback: st
     assert reply.headers["Content-Type"].startswith("application/json")
 
 
+@pytest.mark.parametrize("callback", ["caf\u00e9", "c\uff43", "c\u0441", "cb.x\u00fc", "cb\u0660"])
+def test_jsonp_callbacks_must_be_ascii(api: Api, company: Company, callback: str) -> None:
+    from urllib.parse import quote
+
+    reply = api.post(company.request(), query=f"callback={quote(callback)}")
+
+    assert_error_body(reply, 400, "InvalidCallback", "callback")
+
+
 def test_unknown_route_is_404(api: Api) -> None:
     assert_error_body(api.send("POST", "/payment/stripe/v2/checkout", {}), 404, "NotFound")
 
@@ -485,6 +494,37 @@ def test_cors_headers_on_answers_to_allowed_origins_only(api: Api, company: Comp
 
     assert allowed.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
     assert "Access-Control-Allow-Origin" not in foreign.headers
+
+
+def test_preflight_from_a_foreign_origin_grants_nothing(api: Api) -> None:
+    reply = api.send(
+        "OPTIONS", ROUTE, headers={"Origin": "https://evil.test", "Access-Control-Request-Method": "POST"}
+    )
+
+    assert "Access-Control-Allow-Origin" not in reply.headers
+
+
+def test_every_answer_is_uncacheable_unsniffable_and_varies_on_origin(api: Api, company: Company) -> None:
+    embedded = company.request(UiMode="embedded", CancelUrl=None)
+    origin = {"Content-Type": "application/json", "Origin": ALLOWED_ORIGIN}
+    replies = {
+        "client secret": api.post(embedded),
+        "client secret to an allowed origin": api.post(embedded, headers=origin),
+        "validation error": api.post({}),
+        "jsonp": api.post(company.request(), query="callback=cb"),
+        "jsonp error": api.post({}, query="callback=cb"),
+        "unknown route": api.send("POST", "/payment/stripe/v2/checkout", {}),
+        "wrong method": api.send("GET", ROUTE),
+        "preflight": api.send(
+            "OPTIONS", ROUTE, headers={"Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST"}
+        ),
+    }
+
+    assert "ClientSecret" in replies["client secret"].json
+    for name, reply in replies.items():
+        assert reply.headers.get("Cache-Control") == "no-store", name
+        assert reply.headers.get("X-Content-Type-Options") == "nosniff", name
+        assert "Origin" in [v.strip() for v in reply.headers.get("Vary", "").split(",")], name
 
 
 # -- failures and bugs -------------------------------------------------------------------
