@@ -3,12 +3,14 @@
 Uses the function's own configuration variables (table names, secret name prefix, AWS
 endpoint), so it works against a deployed stage and against the local API alike. The
 Stripe secret key is read from standard input only, never from the command line, where
-it would end up in shell history and process listings.
+it would end up in shell history and process listings; typed or pasted at a terminal,
+it is read without echo, so it stays off the screen and out of terminal recordings.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import re
 import sys
@@ -141,6 +143,12 @@ def _store_secret_key(name: str, key: str) -> None:
         client.put_secret_value(SecretId=name, SecretString=key)
 
 
+def _read_secret_key(stdin: Any) -> str:
+    if stdin.isatty():
+        return getpass.getpass("Stripe secret key (input hidden): ").strip()
+    return str(stdin.read()).strip()
+
+
 def company_put(args: argparse.Namespace, config: Config, stdin: Any) -> dict[str, Any]:
     """Validate and store a company's settings (and its key, when given on stdin)."""
     if args.stripe_account and not _ACCOUNT.fullmatch(args.stripe_account):
@@ -150,7 +158,7 @@ def company_put(args: argparse.Namespace, config: Config, stdin: Any) -> dict[st
             raise UsageError(f"{option} {url} is not under any --allowed-url-prefix")
     secret_name = f"{config.secret_name_prefix}{args.company_id}"
     if args.stripe_secret_key_stdin:
-        key = stdin.read().strip()
+        key = _read_secret_key(stdin)
         if not _SECRET_KEY.fullmatch(key):
             raise UsageError("standard input must hold a Stripe secret key (sk_... or rk_...)")
         _store_secret_key(secret_name, key)
