@@ -1,4 +1,5 @@
-"""Local stand-ins for DynamoDB and Secrets Manager: moto's server, tables from template.yaml.
+"""Local stand-ins for DynamoDB, Secrets Manager and API Gateway's keys: moto's server,
+tables from template.yaml.
 
 The tables are created from the `AWS::DynamoDB::Table` resources of `template.yaml`,
 matched to the configuration variables that name them in the function's environment
@@ -87,13 +88,29 @@ def create_tables(table_names: dict[str, str], endpoint_url: str | None = None) 
         client.create_table(TableName=table_names[variable], **definition)
 
 
+def create_usage_plan(endpoint_url: str | None = None, name: str = "stripe-checkout-dev") -> str:
+    """A usage plan standing in for the template's, for `checkout-admin apikey create`."""
+    client = boto3.client("apigateway", region_name=REGION, endpoint_url=endpoint_url)
+    return client.create_usage_plan(name=name, throttle={"rateLimit": 20.0, "burstLimit": 40})["id"]
+
+
+def api_key_id(value: str, endpoint_url: str | None = None) -> str | None:
+    """The id of the enabled API key whose value is `value`, as API Gateway resolves `x-api-key`."""
+    client = boto3.client("apigateway", region_name=REGION, endpoint_url=endpoint_url)
+    for page in client.get_paginator("get_api_keys").paginate(includeValues=True):
+        for key in page.get("items", []):
+            if key.get("value") == value and key.get("enabled"):
+                return key.get("id")
+    return None
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
 
 
 class LocalAws:
-    """moto's DynamoDB and Secrets Manager over HTTP on 127.0.0.1, one request at a time."""
+    """moto's DynamoDB, Secrets Manager and API Gateway over HTTP on 127.0.0.1, one request at a time."""
 
     def __init__(self) -> None:
         self._server: BaseWSGIServer | None = None

@@ -5,9 +5,11 @@ Needs no Docker, no AWS account and no Stripe account. One command starts:
 - moto's DynamoDB and Secrets Manager (tables created from template.yaml),
 - the Stripe Checkout emulator, unless `STRIPE_SECRET_KEY` holds a Stripe *test* key,
   in which case the function talks to real Stripe test mode,
-- a demo company with catalogued articles, onboarded through `checkout-admin`,
+- a demo company with catalogued articles and an API key bound to it, onboarded through
+  `checkout-admin` (the key in a usage plan of moto's API Gateway, as on a stage),
 - an HTTP server that turns each request into the API Gateway REST proxy event the
-  deployed function receives, and calls the real handler with it.
+  deployed function receives, and calls the real handler with it. Like API Gateway, it
+  refuses an unknown `x-api-key` and hands the function the id of a known one.
 
 It prints a ready-to-paste `curl`, and Ctrl-C stops everything it started.
 """
@@ -31,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from localdev.apigw import LocalContext, response_body, response_headers, rest_event
-from localdev.aws_stack import LocalAws, aws_environment, create_tables
+from localdev.aws_stack import LocalAws, api_key_id, aws_environment, create_tables, create_usage_plan
 from localdev.stripe_emulator import StripeEmulator
 
 DEMO_COMPANY_ID = "6f2b0d4e-5c1a-4a8e-9a51-2f3c8d9e7b10"
@@ -40,8 +42,16 @@ DEMO_ARTICLES = [
     (1, 43, "Beard trim", 15000, "SEK"),
     (2, 7, "Gift card 500 kr", 50000, "SEK"),
 ]
-DEFAULT_TABLES = {"COMPANIES_TABLE_NAME": "checkout-companies", "SESSIONS_TABLE_NAME": "checkout-sessions"}
+# The names checkout-admin uses by default (STAGE=dev), so it needs no table settings here.
+DEFAULT_TABLES = {
+    "COMPANIES_TABLE_NAME": "checkout-companies-dev",
+    "SESSIONS_TABLE_NAME": "checkout-sessions-dev",
+}
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+# API Gateway's answer to an unknown key (the template's INVALID_API_KEY gateway response).
+INVALID_API_KEY = (
+    b'{"ResponseStatus":{"ErrorCode":"Forbidden","Message":"A valid x-api-key header is required."}}'
+)
 DEMO_PAGE = """<!doctype html><title>Checkout demo</title>
 <h1>{title}</h1><p>This page stands in for the booking site's {what} page.</p>"""
 
@@ -59,22 +69,25 @@ def sample_request(base_url: str, reference: str = "demo-booking-1") -> dict[str
     }
 
 
-def curl_command(base_url: str) -> str:
+def curl_command(base_url: str, api_key: str) -> str:
     """A ready-to-paste curl for the sample request."""
     body = json.dumps(sample_request(base_url), separators=(",", ":"))
     return (
         f"curl -sS -X POST '{base_url}/payment/stripe/v1/checkout' "
-        f"-H 'Content-Type: application/json' -H 'x-api-key: local' -d '{body}'"
+        f"-H 'Content-Type: application/json' -H 'x-api-key: {api_key}' -d '{body}'"
     )
 
 
-def onboard_demo_company(base_url: str, stripe_key: str) -> None:
-    """Onboard the demo company and its articles through checkout-admin (output discarded)."""
+def onboard_demo_company(base_url: str, stripe_key: str) -> str:
+    """Onboard the demo company, its articles and an API key bound to it through
+    checkout-admin; return the key's value (for `x-api-key`)."""
     from checkout.admin import main as admin
 
-    def run(*argv: str, stdin: str = "") -> None:
-        with contextlib.redirect_stdout(io.StringIO()):
+    def run(*argv: str, stdin: str = "") -> str:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
             admin(list(argv), stdin=io.StringIO(stdin))
+        return out.getvalue()
 
     run(
         "company", "put", "--company-id", DEMO_COMPANY_ID,
@@ -92,10 +105,12 @@ def onboard_demo_company(base_url: str, stripe_key: str) -> None:
             "--article-id", str(article_id), "--name", name, "--unit-amount", str(amount),
             "--currency", currency,
         )  # fmt: skip
+    created = json.loads(run("apikey", "create", "--company-id", DEMO_COMPANY_ID))
+    return str(created["api_key"])
 
 
 def _handler_class(
-    invoke: Callable[[dict[str, Any]], dict[str, Any]], docs: str
+    invoke: Callable[[dict[str, Any]], dict[str, Any]], docs: str, key_id: Callable[[str], str | None]
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -132,6 +147,11 @@ def _handler_class(
                 self._reply(200, {"Content-Type": "text/html; charset=utf-8"}, page.encode())
                 return
             headers = {name: value for name, value in self.headers.items()}
+            api_key = self.headers.get("x-api-key")
+            known_key = key_id(api_key) if api_key is not None and self.command != "OPTIONS" else None
+            if api_key is not None and self.command != "OPTIONS" and known_key is None:
+                self._reply(403, {"Content-Type": "application/json"}, INVALID_API_KEY)
+                return
             event = rest_event(
                 self.command,
                 parts.path,
@@ -139,6 +159,7 @@ def _handler_class(
                 headers=headers,
                 query=parts.query,
                 source_ip=self.client_address[0],
+                api_key_id=known_key,
             )
             response = invoke(event)
             self._reply(response["statusCode"], response_headers(response), response_body(response))
@@ -178,6 +199,7 @@ class LocalStack:
         self.emulator: StripeEmulator | None = None
         self.server: ThreadingHTTPServer | None = None
         self.base_url = ""
+        self.api_key = ""
         self.real_stripe = False
 
     def start(self) -> LocalStack:
@@ -198,12 +220,13 @@ class LocalStack:
             stripe_key = "sk_test_51LocalEmulatorKey0000000000"
         os.environ.setdefault("CORS_ALLOWED_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000")
         create_tables({name: os.environ[name] for name in DEFAULT_TABLES}, self.aws.url)
+        os.environ["USAGE_PLAN_ID"] = create_usage_plan(self.aws.url)
 
         self.server = ThreadingHTTPServer((self.host, self.port), BaseHTTPRequestHandler)
         self.server.daemon_threads = True
         shown_host = "127.0.0.1" if self.host in {"0.0.0.0", "::"} else self.host
         self.base_url = f"http://{shown_host}:{self.server.server_address[1]}"
-        onboard_demo_company(self.base_url, stripe_key)
+        self.api_key = onboard_demo_company(self.base_url, stripe_key)
 
         # Imported only now: the handler builds its clients from the environment above.
         module = importlib.import_module("handlers.checkout_api")
@@ -212,7 +235,10 @@ class LocalStack:
             result: dict[str, Any] = module.lambda_handler(event, LocalContext())
             return result
 
-        self.server.RequestHandlerClass = _handler_class(invoke, _swagger_page(module))
+        aws_url = self.aws.url
+        self.server.RequestHandlerClass = _handler_class(
+            invoke, _swagger_page(module), lambda value: api_key_id(value, aws_url)
+        )
         threading.Thread(target=self.server.serve_forever, name="local-api", daemon=True).start()
         return self
 
@@ -239,13 +265,15 @@ class LocalStack:
                 f"Checkout API on {self.base_url}  (Stripe: {stripe}; AWS: moto at {self.aws.url})",
                 f"Swagger UI:    {self.base_url}/docs",
                 f"Demo company:  {DEMO_COMPANY_ID}  (articles 1/42, 1/43, 2/7 in SEK)",
+                f"Demo API key:  {self.api_key}  (bound to the demo company only)",
                 "",
                 "Try it (run twice: the second call expires the first session):",
-                f"  {curl_command(self.base_url)}",
+                f"  {curl_command(self.base_url, self.api_key)}",
                 "",
                 "checkout-admin against this stack, from another shell:",
                 f"  export AWS_ENDPOINT_URL={self.aws.url} AWS_DEFAULT_REGION=eu-north-1 "
-                "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing",
+                "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
+                f"USAGE_PLAN_ID={os.environ['USAGE_PLAN_ID']}",
                 "  .venv/bin/checkout-admin sessions "
                 f"--company-id {DEMO_COMPANY_ID} --reference demo-booking-1",
                 "",

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from localdev.apigw import LocalContext, response_headers, rest_event
-from localdev.aws_stack import LocalAws, aws_environment, create_tables
+from localdev.aws_stack import LocalAws, aws_environment, create_tables, create_usage_plan
 from localdev.stripe_emulator import StripeEmulator
 
 ROUTE = "/payment/stripe/v1/checkout"
@@ -61,6 +61,8 @@ def stack() -> Iterator[Stack]:
     for name, value in env.items():
         patch.setenv(name, value)
     create_tables(TABLES, aws.url)
+    env["USAGE_PLAN_ID"] = create_usage_plan(aws.url)
+    patch.setenv("USAGE_PLAN_ID", env["USAGE_PLAN_ID"])
     yield Stack(aws, emulator, env)
     patch.undo()
     emulator.stop()
@@ -88,6 +90,25 @@ class Reply:
 
 # Status codes the handler answered during the current test (see no_unexpected_500).
 ANSWERED: list[int] = []
+# The API key id onboard() bound to each company (canonical GUID), which Api sends by default.
+BOUND_KEYS: dict[str, str] = {}
+
+
+class _CompanysKey:
+    """Api's default: the key bound to the body's CompanyId, as its frontend would send."""
+
+
+COMPANYS_KEY = _CompanysKey()
+
+
+def _key_for(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    company = next((v for k, v in body.items() if str(k).lower() == "companyid"), None)
+    try:
+        return BOUND_KEYS.get(str(uuid.UUID(str(company).strip())))
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -105,10 +126,19 @@ class Api:
         query: str = "",
         headers: dict[str, str] | None = None,
         raw: str | None = None,
+        api_key_id: str | _CompanysKey | None = COMPANYS_KEY,
     ) -> Reply:
+        """One request; it carries the API key id of the body's company unless `api_key_id` says
+        otherwise (None: a request without one, as `sam local invoke` sends)."""
         text = raw if raw is not None else (None if body is None else json.dumps(body))
+        key_id = _key_for(body) if isinstance(api_key_id, _CompanysKey) else api_key_id
         event = rest_event(
-            method, path, text, query=query, headers=headers or {"Content-Type": "application/json"}
+            method,
+            path,
+            text,
+            query=query,
+            headers=headers or {"Content-Type": "application/json"},
+            api_key_id=key_id,
         )
         return self.invoke(event)
 
@@ -143,6 +173,7 @@ class Company:
 
     company_id: str
     stripe_account: str | None = None
+    api_key_id: str = ""
     articles: dict[tuple[int, int], tuple[str, int, str]] = field(default_factory=dict)
 
     def request(self, reference: str | None = None, **overrides: Any) -> dict[str, Any]:
@@ -172,7 +203,7 @@ def onboard(
     confirmation_url: str | None = f"{SITE}/booking/done",
     extra: tuple[str, ...] = (),
 ) -> Company:
-    """Onboard a fresh company with two SEK articles and one EUR article."""
+    """Onboard a fresh company with two SEK articles, one EUR article and an API key bound to it."""
     company = Company(str(uuid.uuid4()), stripe_account)
     argv = ["company", "put", "--company-id", company.company_id]
     for prefix in prefixes:
@@ -184,6 +215,8 @@ def onboard(
     if key:
         argv.append("--stripe-secret-key-stdin")
     admin(*argv, *extra, stdin=key or "")
+    company.api_key_id = admin("apikey", "create", "--company-id", company.company_id)["api_key_id"]
+    BOUND_KEYS[company.company_id] = company.api_key_id
     for (type_id, article_id), (name, amount, currency) in {
         (1, 42): ("Haircut 45 min", 45000, "SEK"),
         (1, 43): ("Beard trim", 15000, "SEK"),

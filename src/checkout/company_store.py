@@ -36,6 +36,9 @@ class SettingsItem(BaseModel):
     allowed_url_prefixes: list[str] = Field(default_factory=list)
     default_confirmation_url: str | None = None
     default_cancel_url: str | None = None
+    # A DynamoDB string set, changed only by bind_api_keys: storing the settings again
+    # keeps the company's keys working.
+    api_key_ids: frozenset[str] = frozenset()
 
     def to_domain(self, company_id: uuid.UUID) -> CompanySettings:
         """The settings as the use case sees them."""
@@ -47,6 +50,7 @@ class SettingsItem(BaseModel):
             allowed_url_prefixes=tuple(self.allowed_url_prefixes),
             default_confirmation_url=self.default_confirmation_url,
             default_cancel_url=self.default_cancel_url,
+            api_key_ids=self.api_key_ids,
         )
 
 
@@ -148,15 +152,68 @@ class DynamoCompanyDirectory:
         raise UpstreamFailure(503, "AwsThrottled", "DynamoDB is throttling requests; please retry.")
 
 
-def put_settings(client: DynamoDBClient, table: str, company_id: uuid.UUID, settings: SettingsItem) -> None:
-    """Create or replace a company's settings (operator CLI)."""
-    values = {
-        layout.PK: layout.company_pk(company_id),
-        layout.SK: layout.SETTINGS_SK,
-        "updated_at": now_iso(),
-    }
+class CompanyNotOnboarded(Exception):
+    """An API key was to be bound to a company that has no settings."""
+
+
+def _settings_key(company_id: uuid.UUID) -> dict[str, Any]:
+    return to_item({layout.PK: layout.company_pk(company_id), layout.SK: layout.SETTINGS_SK})
+
+
+def put_settings(
+    client: DynamoDBClient, table: str, company_id: uuid.UUID, settings: SettingsItem
+) -> frozenset[str]:
+    """Create or replace a company's settings (operator CLI), keeping its bound API keys.
+
+    Returns the ids of the API keys bound to the company.
+    """
+    values: dict[str, Any] = settings.model_dump(exclude={"api_key_ids"}) | {"updated_at": now_iso()}
+    fields = list(values)
+    assigned = [f"#f{i} = :f{i}" for i, name in enumerate(fields) if values[name] is not None]
+    removed = [f"#f{i}" for i, name in enumerate(fields) if values[name] is None]
+    expression = "SET " + ", ".join(assigned) + (" REMOVE " + ", ".join(removed) if removed else "")
     with aws_errors(_SERVICE):
-        client.put_item(TableName=table, Item=to_item(values | settings.model_dump()))
+        response = client.update_item(
+            TableName=table,
+            Key=_settings_key(company_id),
+            UpdateExpression=expression,
+            ExpressionAttributeNames={f"#f{i}": name for i, name in enumerate(fields)},
+            ExpressionAttributeValues=to_item({f":f{i}": values[name] for i, name in enumerate(fields)}),
+            ReturnValues="ALL_NEW",
+        )
+    return frozenset(from_item(response["Attributes"]).get("api_key_ids", ()))
+
+
+def bind_api_keys(
+    client: DynamoDBClient,
+    table: str,
+    company_id: uuid.UUID,
+    bind: Iterable[str] = (),
+    unbind: Iterable[str] = (),
+) -> frozenset[str]:
+    """Bind API keys to an onboarded company and unbind others (operator CLI).
+
+    Each change is one atomic update of the string set, so concurrent bindings of other
+    keys are not lost. `CompanyNotOnboarded` when the company has no settings. Returns
+    the ids bound afterwards.
+    """
+    bound: frozenset[str] | None = None
+    for clause, keys in (("ADD", sorted(set(bind))), ("DELETE", sorted(set(unbind)))):
+        if not keys:
+            continue
+        with aws_errors(_SERVICE, on_condition_failed=lambda: CompanyNotOnboarded(str(company_id))):
+            response = client.update_item(
+                TableName=table,
+                Key=_settings_key(company_id),
+                UpdateExpression=f"{clause} api_key_ids :keys SET updated_at = :now",
+                ConditionExpression=f"attribute_exists({layout.PK})",
+                ExpressionAttributeValues={":keys": {"SS": keys}, ":now": {"S": now_iso()}},
+                ReturnValues="ALL_NEW",
+            )
+        bound = frozenset(from_item(response["Attributes"]).get("api_key_ids", ()))
+    if bound is None:
+        raise ValueError("bind_api_keys needs a key to bind or unbind")
+    return bound
 
 
 def put_article(

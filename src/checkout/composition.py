@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from checkout.access import AccessPolicy
 from checkout.aws_clients import dynamodb_client
 from checkout.company_store import DynamoCompanyDirectory
 from checkout.config import Config
@@ -16,8 +17,9 @@ def build_service(config: Config) -> CheckoutService:
     dynamodb = dynamodb_client()
     return CheckoutService(
         directory=DynamoCompanyDirectory(dynamodb, config.companies_table, config.settings_cache_seconds),
-        keys=SecretsManagerKeys(config.secret_cache_seconds),
+        keys=SecretsManagerKeys(config.secret_cache_seconds, config.stage, config.secret_name_prefix),
         gateway=StripeGateway(config),
         registry=DynamoSessionRegistry(dynamodb, config.sessions_table, config.lease_seconds),
         session_params=session_params,
+        access=AccessPolicy(allow_unbound=config.allow_unbound_api_keys),
     )

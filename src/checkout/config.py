@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 from checkout.errors import ConfigurationError
 
+# Deployment stages. Each has its own tables, secrets and API keys (the names carry the
+# stage), and only prod may hold live Stripe keys.
+STAGES = ("dev", "staging", "prod")
+PRODUCTION = "prod"
+
 
 def _number[N: (int, float)](name: str, default: N, minimum: N, kind: type[N]) -> N:
     raw = os.environ.get(name, "").strip()
@@ -28,6 +33,24 @@ def _number[N: (int, float)](name: str, default: N, minimum: N, kind: type[N]) -
     return value
 
 
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"true", "1", "yes"}:
+        return True
+    if raw in {"false", "0", "no"}:
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+def _stage() -> str:
+    stage = os.environ.get("STAGE", "").strip() or "dev"
+    if stage not in STAGES:
+        raise ConfigurationError(f"STAGE must be one of {', '.join(STAGES)}, got {stage!r}")
+    return stage
+
+
 @dataclass(frozen=True)
 class Config:
     """Settings shared by the Lambda function and the operator CLI."""
@@ -41,14 +64,24 @@ class Config:
     lease_seconds: int
     settings_cache_seconds: int
     secret_cache_seconds: int
+    stage: str = "dev"
+    allow_unbound_api_keys: bool = False
 
     @classmethod
     def from_env(cls) -> Config:
         """Read the configuration; raise `ConfigurationError` on a malformed value."""
+        stage = _stage()
+        # Requests that carry no API key id (`sam local invoke`) may act for any company;
+        # on prod every request must come through API Gateway with a bound key.
+        allow_unbound = _flag("ALLOW_UNBOUND_API_KEYS", False)
+        if allow_unbound and stage == PRODUCTION:
+            raise ConfigurationError("ALLOW_UNBOUND_API_KEYS=true is refused on the prod stage")
         return cls(
-            companies_table=os.environ.get("COMPANIES_TABLE_NAME", "") or "checkout-companies",
-            sessions_table=os.environ.get("SESSIONS_TABLE_NAME", "") or "checkout-sessions",
-            secret_name_prefix=os.environ.get("STRIPE_SECRET_NAME_PREFIX", "") or "checkout/stripe/",
+            stage=stage,
+            allow_unbound_api_keys=allow_unbound,
+            companies_table=os.environ.get("COMPANIES_TABLE_NAME", "") or f"checkout-companies-{stage}",
+            sessions_table=os.environ.get("SESSIONS_TABLE_NAME", "") or f"checkout-sessions-{stage}",
+            secret_name_prefix=os.environ.get("STRIPE_SECRET_NAME_PREFIX", "") or f"checkout/{stage}/stripe/",
             stripe_api_base=os.environ.get("STRIPE_API_BASE", "").strip() or None,
             # Two retries with Stripe's backoff (0.5 s, 1 s) ride out a blip; more would
             # push a request past API Gateway's 29 s integration timeout.

@@ -58,6 +58,19 @@ class CheckoutNotConfigured(CheckoutError):
         super().__init__("Stripe Checkout is not configured for this company.")
 
 
+class AccessDenied(CheckoutError):
+    """The caller's API key is not bound to the company (403).
+
+    The same answer whether the company exists or not, so a key cannot be used to probe
+    which companies exist.
+    """
+
+    error_code = "Forbidden"
+
+    def __init__(self) -> None:
+        super().__init__("The API key may not act for this company.")
+
+
 class AlreadyPaid(CheckoutError):
     """The reference already has a completed checkout (409)."""
 
@@ -95,13 +108,16 @@ class UpstreamFailure(CheckoutError):
 
 
 class StripeCredentialsUnusable(UpstreamFailure):
-    """The company's Stripe key is missing, malformed, or refused even after a fresh fetch."""
+    """The company's Stripe key is missing, malformed, of the wrong mode for the stage, or
+    refused even after a fresh fetch; `reason` says which when it is known before Stripe."""
 
-    def __init__(self) -> None:
+    def __init__(self, reason: str | None = None) -> None:
         super().__init__(
             502,
             "StripeCredentials",
-            "Stripe refused the company's credentials, or they are missing; contact support.",
+            f"The company's Stripe key cannot be used: {reason}; contact support."
+            if reason
+            else "Stripe refused the company's credentials, or they are missing; contact support.",
         )
 
 

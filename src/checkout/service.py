@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from checkout.access import BOUND_KEYS_ONLY, AccessPolicy
 from checkout.contract import StripeCheckoutQueryResponse, StripeV1CreateCheckout, UiMode
 from checkout.domain import (
     Article,
@@ -168,7 +169,9 @@ class CheckoutService:
         registry: SessionRegistry,
         session_params: Callable[[CheckoutSpec], dict[str, Any]],
         clock: Callable[[], float] = time.time,
+        access: AccessPolicy = BOUND_KEYS_ONLY,
     ) -> None:
+        self._access = access
         self._directory = directory
         self._keys = keys
         self._gateway = gateway
@@ -176,13 +179,17 @@ class CheckoutService:
         self._session_params = session_params
         self._clock = clock
 
-    def create_checkout(self, request: StripeV1CreateCheckout) -> CheckoutResult:
-        """Expire the reference's open sessions and create, record and return a new one."""
+    def create_checkout(self, request: StripeV1CreateCheckout, *, api_key_id: str | None) -> CheckoutResult:
+        """Expire the reference's open sessions and create, record and return a new one.
+
+        `api_key_id` is the caller's API Gateway key (see access.py).
+        """
         if request.ui_mode is UiMode.EMBEDDED and request.cancel_url is not None:
             raise InvalidRequest(
                 [_field("NotAllowed", "CancelUrl", "is not allowed when 'UiMode' is embedded")]
             )
         settings = self._directory.company_settings(request.company_id)
+        self._access.check(settings, api_key_id)
         if settings is None or not settings.checkout_enabled:
             raise CheckoutNotConfigured()
         spec = self._spec(request, settings)

@@ -28,6 +28,7 @@ from checkout.composition import build_service
 from checkout.config import Config
 from checkout.contract import ErrorResponse, StripeCheckoutQueryResponse, StripeV1CreateCheckout, field_errors
 from checkout.errors import (
+    AccessDenied,
     AlreadyPaid,
     CheckoutError,
     CheckoutInProgress,
@@ -64,6 +65,7 @@ _ERROR_RESPONSES: dict[int, Any] = {
     status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
     for status, text in {
         400: "Validation failed; Errors lists every failing field",
+        403: "The API key is not bound to the company (the same answer for an unknown company)",
         409: "The reference is already paid, or another checkout for it is in progress",
         502: "Stripe failed or refused",
         503: "Stripe or AWS throttled or unavailable",
@@ -136,7 +138,9 @@ app.use(middlewares=[_query_errors])
 @app.post(ROUTES[1], include_in_schema=False)
 def create_checkout(request: Annotated[StripeV1CreateCheckout, Body()]) -> Response[str]:
     """POST /payment/stripe/v1/checkout."""
-    result = SERVICE.create_checkout(request)
+    api_key_id = app.current_event.request_context.identity.api_key_id
+    logger.append_keys(company_id=str(request.company_id), api_key_id=api_key_id)
+    result = SERVICE.create_checkout(request, api_key_id=api_key_id)
     return _json(200, result.to_response().to_wire())
 
 
@@ -156,6 +160,11 @@ def _unsupported_content_type(exc: RequestUnsupportedContentType) -> Response[st
 @app.exception_handler(InvalidRequest)
 def _invalid_request(exc: InvalidRequest) -> Response[str]:
     return _error(400, exc.error_code, exc.message, exc.errors)
+
+
+@app.exception_handler(AccessDenied)
+def _forbidden(exc: AccessDenied) -> Response[str]:
+    return _error(403, exc.error_code, exc.message)
 
 
 @app.exception_handler(CheckoutNotConfigured)
@@ -220,7 +229,10 @@ def _with_edge_headers(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
+# clear_state: the company and key of one request must not label the next one's logs.
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False, clear_state=True
+)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway REST proxy integration entry point."""

@@ -45,7 +45,9 @@ def test_company_put_stores_settings_and_the_key_from_stdin(stack: Stack) -> Non
     assert result.returncode == 0, result.stderr
     assert STRIPE_KEY not in result.stdout + result.stderr
     secrets = boto3.client("secretsmanager")
-    assert secrets.get_secret_value(SecretId=f"checkout/stripe/{company_id}")["SecretString"] == STRIPE_KEY
+    assert (
+        secrets.get_secret_value(SecretId=f"checkout/dev/stripe/{company_id}")["SecretString"] == STRIPE_KEY
+    )
 
 
 def test_the_key_is_never_taken_from_the_command_line(stack: Stack) -> None:
@@ -145,5 +147,5 @@ def test_a_key_typed_at_a_terminal_is_not_echoed(stack: Stack) -> None:
     assert prompted, "no prompt on the terminal"
     assert not echoed, "the key was echoed"
     assert process.returncode == 0
-    stored = boto3.client("secretsmanager").get_secret_value(SecretId=f"checkout/stripe/{company_id}")
+    stored = boto3.client("secretsmanager").get_secret_value(SecretId=f"checkout/dev/stripe/{company_id}")
     assert stored["SecretString"] == STRIPE_KEY

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from checkout.access import AccessPolicy
 from checkout.contract import StripeV1CreateCheckout
 from checkout.domain import (
     Article,
@@ -24,6 +25,7 @@ from checkout.domain import (
     SessionStatus,
 )
 from checkout.errors import (
+    AccessDenied,
     AlreadyPaid,
     CheckoutInProgress,
     CheckoutNotConfigured,
@@ -41,10 +43,12 @@ COMPANY = uuid.UUID("3f2504e0-4f89-11d3-9a0c-0305e82c3301")
 SETTINGS = CompanySettings(
     company_id=COMPANY,
     checkout_enabled=True,
-    stripe_secret_name="checkout/stripe/x",
+    stripe_secret_name="checkout/dev/stripe/x",
     allowed_url_prefixes=("https://shop.example/",),
     default_confirmation_url="https://shop.example/done",
+    api_key_ids=frozenset({"key-of-the-company"}),
 )
+KEY = "key-of-the-company"
 
 
 class FakeDirectory:
@@ -222,7 +226,7 @@ def request(reference: str = "ref-1", **overrides: Any) -> StripeV1CreateCheckou
 
 
 def test_creates_records_and_makes_current(world: World) -> None:
-    result = world.service.create_checkout(request())
+    result = world.service.create_checkout(request(), api_key_id=KEY)
 
     state = world.state()
     assert state.current_session_id == result.session.id
@@ -232,9 +236,9 @@ def test_creates_records_and_makes_current(world: World) -> None:
 
 
 def test_second_checkout_expires_the_first(world: World) -> None:
-    first = world.service.create_checkout(request()).session.id
+    first = world.service.create_checkout(request(), api_key_id=KEY).session.id
 
-    second = world.service.create_checkout(request())
+    second = world.service.create_checkout(request(), api_key_id=KEY)
 
     assert second.expired_sessions == 1
     assert world.stripe.open_ids() == [second.session.id]
@@ -252,7 +256,7 @@ def test_open_sessions_are_expired_concurrently(world: World) -> None:
         )
         world.registry.record_orphan(key, session, None, "hosted_page")
 
-    result = world.service.create_checkout(request())
+    result = world.service.create_checkout(request(), api_key_id=KEY)
 
     assert result.expired_sessions == 3
     assert world.stripe.open_ids() == [result.session.id]
@@ -260,11 +264,11 @@ def test_open_sessions_are_expired_concurrently(world: World) -> None:
 
 
 def test_a_completed_prior_session_is_409_and_nothing_is_created(world: World) -> None:
-    first = world.service.create_checkout(request()).session.id
+    first = world.service.create_checkout(request(), api_key_id=KEY).session.id
     world.stripe.sessions[first] = replace(world.stripe.sessions[first], status=SessionStatus.COMPLETE)
 
     with pytest.raises(AlreadyPaid):
-        world.service.create_checkout(request())
+        world.service.create_checkout(request(), api_key_id=KEY)
 
     assert len(world.stripe.sessions) == 1
     assert world.state().completed_session_id == first
@@ -272,16 +276,16 @@ def test_a_completed_prior_session_is_409_and_nothing_is_created(world: World) -
 
 
 def test_a_pending_attempt_is_replayed_recorded_and_expired(world: World) -> None:
-    world.service.create_checkout(request())
+    world.service.create_checkout(request(), api_key_id=KEY)
     # A previous invocation died right after Stripe created its session.
     world.stripe.fail_create.append(RuntimeError("the Lambda died"))
     with pytest.raises(RuntimeError):
-        world.service.create_checkout(request())
+        world.service.create_checkout(request(), api_key_id=KEY)
     pending = world.state().pending_attempt
     assert pending is not None
     world.stripe.create_session("sk_test_current", None, pending.params_json, pending.idempotency_key)
 
-    result = world.service.create_checkout(request())
+    result = world.service.create_checkout(request(), api_key_id=KEY)
 
     statuses = {s.session_id: s.status for s in world.state().sessions}
     assert world.stripe.open_ids() == [result.session.id]
@@ -293,7 +297,7 @@ def test_a_definite_stripe_refusal_leaves_no_pending_attempt(world: World) -> No
     world.stripe.fail_create.append(StripeRejected(502, "StripeRejected", "Stripe rejected the checkout: no"))
 
     with pytest.raises(StripeRejected):
-        world.service.create_checkout(request())
+        world.service.create_checkout(request(), api_key_id=KEY)
 
     assert world.state().pending_attempt is None
 
@@ -302,7 +306,7 @@ def test_an_uncertain_stripe_failure_keeps_the_pending_attempt(world: World) -> 
     world.stripe.fail_create.append(UpstreamFailure(504, "StripeTimeout", "Stripe did not answer in time."))
 
     with pytest.raises(UpstreamFailure):
-        world.service.create_checkout(request())
+        world.service.create_checkout(request(), api_key_id=KEY)
 
     assert world.state().pending_attempt is not None
     assert world.registry.lease == {}
@@ -317,7 +321,7 @@ def test_a_refused_key_is_fetched_again_once(world: World) -> None:
 
     world.keys.get = rotated  # type: ignore[method-assign]
 
-    world.service.create_checkout(request())
+    world.service.create_checkout(request(), api_key_id=KEY)
 
     assert world.keys.fetches == [False, True]
 
@@ -326,7 +330,7 @@ def test_a_key_refused_twice_is_a_credentials_failure(world: World) -> None:
     world.stripe.valid_keys = set()
 
     with pytest.raises(StripeCredentialsUnusable):
-        world.service.create_checkout(request())
+        world.service.create_checkout(request(), api_key_id=KEY)
 
     assert world.keys.fetches == [False, True]
 
@@ -335,7 +339,7 @@ def test_a_lease_lost_before_recording_expires_and_records_the_session(world: Wo
     world.registry.lose_lease_on_record = True
 
     with pytest.raises(CheckoutInProgress):
-        world.service.create_checkout(request())
+        world.service.create_checkout(request(), api_key_id=KEY)
 
     [record] = world.state().sessions
     assert record.status is SessionStatus.EXPIRED
@@ -346,26 +350,58 @@ def test_a_reference_in_progress_is_409(world: World) -> None:
     world.registry.lease[ReferenceKey(COMPANY, "ref-1")] = "other"
 
     with pytest.raises(CheckoutInProgress):
-        world.service.create_checkout(request())
+        world.service.create_checkout(request(), api_key_id=KEY)
 
 
-def test_unconfigured_and_disabled_companies_are_refused_alike(world: World) -> None:
-    world.directory.settings = None
-    with pytest.raises(CheckoutNotConfigured) as unknown:
-        world.service.create_checkout(request())
+def test_a_disabled_company_is_not_configured_for_its_own_key(world: World) -> None:
     world.directory.settings = replace(SETTINGS, checkout_enabled=False)
-    with pytest.raises(CheckoutNotConfigured) as disabled:
-        world.service.create_checkout(request())
 
-    assert unknown.value.message == disabled.value.message
+    with pytest.raises(CheckoutNotConfigured):
+        world.service.create_checkout(request(), api_key_id=KEY)
+
+
+def test_a_key_bound_to_another_company_is_refused_before_anything_else_is_read(world: World) -> None:
+    world.directory.catalogue.clear()  # a catalogue read would turn into a 400 naming the article
+
+    with pytest.raises(AccessDenied):
+        world.service.create_checkout(request(), api_key_id="key-of-another-company")
+
+    assert world.stripe.sessions == {} and world.keys.fetches == []
+    assert world.registry.states == {} and world.registry.lease == {}
+
+
+def test_an_unknown_company_gets_the_same_refusal_as_a_foreign_one(world: World) -> None:
+    with pytest.raises(AccessDenied) as foreign:
+        world.service.create_checkout(request(), api_key_id="key-of-another-company")
+    world.directory.settings = None
+    with pytest.raises(AccessDenied) as unknown:
+        world.service.create_checkout(request(), api_key_id=KEY)
+
+    assert unknown.value.message == foreign.value.message
+
+
+def test_a_request_without_a_key_id_is_refused_unless_unbound_requests_are_allowed(world: World) -> None:
+    with pytest.raises(AccessDenied):
+        world.service.create_checkout(request(), api_key_id=None)
+
+    local = CheckoutService(
+        world.directory, world.keys, world.stripe, world.registry, session_params,
+        access=AccessPolicy(allow_unbound=True),
+    )  # fmt: skip
+    assert local.create_checkout(request(), api_key_id=None).session.status is SessionStatus.OPEN
+    world.directory.settings = None
+    with pytest.raises(CheckoutNotConfigured):
+        local.create_checkout(request(), api_key_id=None)
 
 
 def test_embedded_mode_uses_return_url_and_rejects_cancel_url(world: World) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        world.service.create_checkout(request(UiMode="embedded", CancelUrl="https://shop.example/c"))
+        world.service.create_checkout(
+            request(UiMode="embedded", CancelUrl="https://shop.example/c"), api_key_id=KEY
+        )
     assert [e.field_name for e in caught.value.errors] == ["CancelUrl"]
 
-    result = world.service.create_checkout(request(UiMode="embedded"))
+    result = world.service.create_checkout(request(UiMode="embedded"), api_key_id=KEY)
 
     params = world.stripe.params[result.session.id]
     assert result.session.url is None
@@ -379,7 +415,7 @@ def test_zero_total_is_refused_before_stripe(world: World) -> None:
     world.directory.catalogue[key] = Article(key, "Free", 0, "sek")
 
     with pytest.raises(InvalidRequest) as caught:
-        world.service.create_checkout(request())
+        world.service.create_checkout(request(), api_key_id=KEY)
 
     assert caught.value.errors[0].field_name == "Articles"
     assert world.stripe.sessions == {}
