@@ -116,7 +116,9 @@ def test_only_the_printed_key_is_accepted_and_only_for_the_demo_company(
 ) -> None:
     _, banner = local_api
     url, body, headers = _curl(banner)
-    other_company = body.replace(b"6f2b0d4e-5c1a-4a8e-9a51-2f3c8d9e7b10", b"0b8a5c1e-1111-4d2a-9e0f-3c4d5e6f7a8b")
+    other_company = body.replace(
+        b"6f2b0d4e-5c1a-4a8e-9a51-2f3c8d9e7b10", b"0b8a5c1e-1111-4d2a-9e0f-3c4d5e6f7a8b"
+    )
 
     unknown_status, _, _ = _request(url, body, "POST", {**headers, "x-api-key": "not-a-key"})
     keyless_status, _, _ = _request(url, body, "POST", {"Content-Type": "application/json"})
