@@ -10,11 +10,16 @@ moto's own threaded server runs requests concurrently without a lock, so two
 conditional writes racing on one item can both pass their condition, which real
 DynamoDB never allows. This server serialises requests through one lock, so
 conditional writes are atomic as they are in DynamoDB.
+
+For the benchmark it can also add a fixed latency to every call (slept before taking
+the lock, so concurrent calls overlap as they do against real DynamoDB) and record each
+call in a `CallLog`.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,8 @@ import boto3
 import yaml
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from localdev.remote_calls import DYNAMODB, SECRETS_MANAGER, CallLog
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 FUNCTION = "CheckoutFunction"
@@ -109,13 +116,30 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-class LocalAws:
-    """moto's DynamoDB, Secrets Manager and API Gateway over HTTP on 127.0.0.1, one request at a time."""
+def _operation(environ: dict[str, Any]) -> tuple[str, str]:
+    """(service, operation) of a JSON-protocol call: `X-Amz-Target: DynamoDB_20120810.GetItem`."""
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    prefix, _, operation = target.partition(".")
+    if prefix.startswith("DynamoDB"):
+        return DYNAMODB, operation
+    if prefix == "secretsmanager":
+        return SECRETS_MANAGER, operation
+    return "AWS", target or str(environ.get("PATH_INFO", ""))
 
-    def __init__(self) -> None:
+
+class LocalAws:
+    """moto's DynamoDB, Secrets Manager and API Gateway over HTTP on 127.0.0.1, one request at a time.
+
+    `latency` (seconds, may be changed while serving) is added to every call, outside
+    the lock; `calls` records every call answered.
+    """
+
+    def __init__(self, *, latency: float = 0.0, calls: CallLog | None = None) -> None:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
+        self.latency = latency
+        self.calls = calls
 
     def start(self, port: int = 0, host: str = "127.0.0.1") -> LocalAws:
         """Serve in a background thread; `port=0` picks a free port. Returns self."""
@@ -123,8 +147,14 @@ class LocalAws:
         lock = threading.Lock()
 
         def serialised(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            started = time.perf_counter()
+            if self.latency:
+                time.sleep(self.latency)
             with lock:
-                return list(app(environ, start_response))
+                body = list(app(environ, start_response))
+            if self.calls is not None:
+                self.calls.record(*_operation(environ), started, time.perf_counter())
+            return body
 
         self._server = make_server(
             "127.0.0.1", port, serialised, threaded=True, request_handler=_QuietHandler

@@ -18,13 +18,12 @@ import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from checkout.aws_clients import BOTO_CONFIG, dynamodb_client
+from checkout.aws_clients import apigateway_client, dynamodb_client, secretsmanager_client
 from checkout.company_store import (
     ArticleItem,
     CompanyNotOnboarded,
@@ -40,9 +39,6 @@ from checkout.errors import CheckoutError, ConfigurationError
 from checkout.session_registry import DynamoSessionRegistry
 from checkout.stripe_keys import key_stage_problem
 from checkout.url_policy import is_allowed, url_problem
-
-if TYPE_CHECKING:
-    from mypy_boto3_apigateway import APIGatewayClient
 
 _ACCOUNT = re.compile(r"acct_[A-Za-z0-9]+")
 _SECRET_KEY = re.compile(r"(sk|rk)_(test|live)_[A-Za-z0-9]+")
@@ -183,7 +179,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _store_secret_key(name: str, key: str) -> None:
-    client = boto3.client("secretsmanager", config=BOTO_CONFIG)
+    client = secretsmanager_client()
     try:
         client.create_secret(Name=name, SecretString=key, Description="Stripe secret key for checkout")
     except ClientError as exc:
@@ -198,12 +194,8 @@ def _read_secret_key(stdin: Any) -> str:
     return str(stdin.read()).strip()
 
 
-def _api_gateway() -> APIGatewayClient:
-    return boto3.client("apigateway", config=BOTO_CONFIG)
-
-
 def _check_api_keys_exist(key_ids: Sequence[str]) -> None:
-    gateway = _api_gateway()
+    gateway = apigateway_client()
     for key_id in key_ids:
         try:
             gateway.get_api_key(apiKey=key_id)
@@ -263,7 +255,7 @@ def apikey_create(args: argparse.Namespace, config: Config) -> dict[str, Any]:
         raise UsageError(
             f"company {args.company_id} has no settings on stage {config.stage}; run company put first"
         )
-    gateway = _api_gateway()
+    gateway = apigateway_client()
     key = gateway.create_api_key(
         name=f"stripe-checkout-{config.stage}-{args.company_id}",
         description=f"Stripe checkout ({config.stage}) for company {args.company_id}",
@@ -315,10 +307,20 @@ def sessions_show(args: argparse.Namespace, config: Config) -> dict[str, Any]:
         "company_id": str(args.company_id),
         "reference": args.reference,
         "current_session_id": state.current_session_id,
-        "completed_session_id": state.completed_session_id,
-        "pending_attempt": state.pending_attempt is not None,
+        "payment_state": state.payment.state.value,
+        "paid_session_id": state.payment.paid_session_id,
+        "processing_session_id": state.payment.processing_session_id,
+        "double_paid_session_ids": list(state.payment.extra_paid_session_ids),
+        "open_session_ids": [s.session_id for s in state.open_sessions],
+        "pending_attempts": len(state.pending_attempts),
+        "lease_held": state.lease_held,
         "sessions": [
-            {**asdict(s), "status": s.status.value, "current": s.session_id == state.current_session_id}
+            {
+                **asdict(s),
+                "status": s.status.value,
+                "state": s.state.value,
+                "current": s.session_id == state.current_session_id,
+            }
             for s in state.sessions
         ],
     }

@@ -25,6 +25,10 @@ MAX_ARTICLES = 100  # Stripe's line-item limit per Checkout Session.
 MAX_QUANTITY = 999
 MAX_REFERENCE_LENGTH = 200  # Stripe's limit for client_reference_id.
 MAX_URL_LENGTH = 2048
+# The OpenAPI examples form a request that succeeds against `./dev run`'s demo company as
+# it stands, so Swagger UI's "Try it out" works without editing.
+EXAMPLE_COMPANY_ID = "6f2b0d4e-5c1a-4a8e-9a51-2f3c8d9e7b10"
+EXAMPLE_SITE = "https://booking.example.com"
 
 
 class UiMode(StrEnum):
@@ -143,11 +147,13 @@ def _ui_mode(value: Any) -> Any:
 class ArticleToCreate(_WireModel):
     """One article to pay for; its price comes from the company's catalogue, never from here."""
 
-    article_id: Annotated[int, AfterValidator(_greater_than_zero)]
+    article_id: Annotated[int, AfterValidator(_greater_than_zero)] = Field(examples=[42])
     article_type_id: Annotated[int, AfterValidator(_greater_than_zero)] = Field(
-        description="What kind of thing is sold: service, punch ticket, gift card, ..."
+        description="What kind of thing is sold: service, punch ticket, gift card, ...", examples=[1]
     )
-    quantity: Annotated[int, AfterValidator(_quantity)] = Field(default=1, description="1 when omitted.")
+    quantity: Annotated[int, AfterValidator(_quantity)] = Field(
+        default=1, description="1 when omitted.", examples=[1]
+    )
 
 
 def _articles(value: list[ArticleToCreate]) -> list[ArticleToCreate]:
@@ -165,25 +171,34 @@ class StripeV1CreateCheckout(_WireModel):
     """Create a Stripe Checkout Session for a payable entity; earlier open sessions of the
     same reference are expired."""
 
-    company_id: Annotated[uuid.UUID, BeforeValidator(_parse_guid)] = Field(description="The company id.")
+    company_id: Annotated[uuid.UUID, BeforeValidator(_parse_guid)] = Field(
+        description="The company id.", examples=[EXAMPLE_COMPANY_ID]
+    )
     country_code: Annotated[str, AfterValidator(_country_code)] = Field(
-        description="ISO 3166-1 alpha-2; selects the language of the checkout page."
+        description="ISO 3166-1 alpha-2; selects the language of the checkout page.", examples=["SE"]
     )
     articles: Annotated[list[ArticleToCreate], AfterValidator(_articles)] = Field(
-        description=f"1 to {MAX_ARTICLES} articles from the company's catalogue."
+        description=f"1 to {MAX_ARTICLES} articles from the company's catalogue.",
+        examples=[[{"ArticleId": 42, "ArticleTypeId": 1, "Quantity": 1}]],
     )
     internal_reference_id: Annotated[str, AfterValidator(_reference)] = Field(
-        description="Your reference (booking id, rebate code id, ...); one paid checkout per reference."
+        description="Your reference (booking id, rebate code id, ...); one paid checkout per reference.",
+        examples=["booking-123"],
     )
     confirmation_url: OptionalUrl = Field(
         default=None,
         description="Where the payer lands after paying; defaults to the company's confirmation URL.",
+        examples=[f"{EXAMPLE_SITE}/booking/123/paid?session_id={{CHECKOUT_SESSION_ID}}"],
     )
     cancel_url: OptionalUrl = Field(
-        default=None, description="Hosted mode only: where the payer goes on cancel (a back button)."
+        default=None,
+        description="Hosted mode only: where the payer goes on cancel (a back button).",
+        examples=[f"{EXAMPLE_SITE}/booking/123"],
     )
     ui_mode: Annotated[UiMode, BeforeValidator(_ui_mode)] = Field(
-        default=UiMode.HOSTED, description="hosted (default) or embedded, case-insensitive."
+        default=UiMode.HOSTED,
+        description="hosted (default) or embedded, case-insensitive.",
+        examples=["hosted"],
     )
 
 
@@ -205,6 +220,39 @@ class StripeCheckoutQueryResponse(_WireModel):
     stripe_account: str | None = Field(
         default=None, description="The connected account the session lives on (Stripe Connect)."
     )
+
+    def to_wire(self) -> dict[str, str]:
+        """The JSON object as ServiceStack sends it: PascalCase, nulls omitted."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _session_id(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise _fail("NotEmpty", "must not be empty")
+    if len(value) > 255 or not value.isascii() or not value.startswith("cs_"):
+        raise _fail("InvalidSessionId", "must be a Checkout Session id (cs_...)")
+    return value
+
+
+class StripeV1GetCheckoutStatus(_WireModel):
+    """The state of a Checkout Session this service created for the company."""
+
+    company_id: Annotated[uuid.UUID, BeforeValidator(_parse_guid)] = Field(
+        description="The company id.", examples=[EXAMPLE_COMPANY_ID]
+    )
+    session_id: Annotated[str, AfterValidator(_session_id)] = Field(
+        description="The SessionId a checkout answered with (cs_...).", examples=["cs_test_a1B2c3D4e5F6"]
+    )
+
+
+class StripeCheckoutStatusResponse(_WireModel):
+    """Where a checkout stands; properties without a value are omitted."""
+
+    status: str | None = Field(default=None, description="open, complete or expired.")
+    payment_status: str | None = Field(default=None, description="paid, unpaid or no_payment_required.")
+    customer_email: str | None = Field(default=None, description="The payer's email, as Stripe collected it.")
+    internal_reference_id: str | None = Field(default=None, description="The reference the checkout was for.")
 
     def to_wire(self) -> dict[str, str]:
         """The JSON object as ServiceStack sends it: PascalCase, nulls omitted."""

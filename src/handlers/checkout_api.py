@@ -9,8 +9,8 @@ load, during Lambda's init phase, which runs with full CPU.
 from __future__ import annotations
 
 import json
-import os
 import re
+import uuid
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
@@ -24,23 +24,29 @@ from aws_lambda_powertools.event_handler.types import EventHandlerInstance
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from checkout.composition import build_service
+from checkout.composition import build_services
 from checkout.config import Config
-from checkout.contract import ErrorResponse, StripeCheckoutQueryResponse, StripeV1CreateCheckout, field_errors
+from checkout.contract import (
+    ErrorResponse,
+    StripeCheckoutQueryResponse,
+    StripeCheckoutStatusResponse,
+    StripeV1CreateCheckout,
+    StripeV1GetCheckoutStatus,
+    field_errors,
+)
 from checkout.errors import (
-    AccessDenied,
-    AlreadyPaid,
     CheckoutError,
-    CheckoutInProgress,
     CheckoutNotConfigured,
     FieldError,
     InvalidRequest,
     UpstreamFailure,
+    http_status,
 )
 from checkout.observability import count_rejection, logger, metrics
 
 ROUTE = "/payment/stripe/v1/checkout"
-ROUTES = (ROUTE, f"{ROUTE}.json")
+STATUS_ROUTE = "/payment/stripe/v1/checkout/status"
+ROUTES = (ROUTE, f"{ROUTE}.json", STATUS_ROUTE, f"{STATUS_ROUTE}.json")
 # A plain JavaScript identifier path in ASCII (`cb`, `jQuery.cb_1`); anything else could
 # inject script, or look like one name to us and another to the browser.
 _JSONP_CALLBACK = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*(?:\.[A-Za-z_$][A-Za-z0-9_$]*)*")
@@ -51,27 +57,37 @@ _MAX_CALLBACK_LENGTH = 128
 _EVERY_ANSWER = {"Cache-Control": ["no-store"], "X-Content-Type-Options": ["nosniff"]}
 
 
-def _cors() -> CORSConfig | None:
-    origins = [o.strip() for o in os.environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
+def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
     if not origins:
         return None
-    return CORSConfig(allow_origin=origins[0], extra_origins=origins[1:], max_age=600)
+    return CORSConfig(allow_origin=origins[0], extra_origins=list(origins[1:]), max_age=600)
 
 
-app = APIGatewayRestResolver(enable_validation=True, cors=_cors())
-SERVICE = build_service(Config.from_env())
+CONFIG = Config.from_env()
+app = APIGatewayRestResolver(enable_validation=True, cors=_cors(CONFIG.cors_allowed_origins))
+SERVICES = build_services(CONFIG)
+SERVICE = SERVICES.checkout
 
 _ERROR_RESPONSES: dict[int, Any] = {
     status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
     for status, text in {
         400: "Validation failed; Errors lists every failing field",
         403: "The API key is not bound to the company (the same answer for an unknown company)",
-        409: "The reference is already paid, or another checkout for it is in progress",
+        409: "The reference is paid, a payment for it is settling, or another checkout is in progress",
+        429: "Too many new checkouts for this reference in the last minute (see Retry-After)",
         502: "Stripe failed or refused",
         503: "Stripe or AWS throttled or unavailable",
         504: "Stripe or AWS timed out",
     }.items()
 }
+
+
+def _caller_key(company_id: uuid.UUID) -> str | None:
+    """The id of the API key API Gateway accepted (None: a bare `sam local invoke`); it and
+    the company label the request's log lines, which the access log cannot."""
+    api_key_id = app.current_event.request_context.identity.api_key_id
+    logger.append_keys(company_id=str(company_id), api_key_id=api_key_id)
+    return api_key_id
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[str]:
@@ -84,13 +100,17 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 
 def _error(
-    status: int, error_code: str, message: str, errors: list[FieldError] | None = None
+    status: int,
+    error_code: str,
+    message: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[str]:
     count_rejection(error_code)
     # 5xx is ours or upstream's to fix, worth an on-call's eye; 4xx is the caller's.
     log = logger.warning if status >= 500 else logger.info
     log("Request rejected", extra={"status": status, "error_code": error_code})
-    return _json(status, ErrorResponse.of(error_code, message, errors or []).to_wire())
+    return _json(status, ErrorResponse.of(error_code, message, errors or []).to_wire(), headers)
 
 
 def _query_errors(app: EventHandlerInstance, next_middleware: Any) -> Any:
@@ -138,10 +158,35 @@ app.use(middlewares=[_query_errors])
 @app.post(ROUTES[1], include_in_schema=False)
 def create_checkout(request: Annotated[StripeV1CreateCheckout, Body()]) -> Response[str]:
     """POST /payment/stripe/v1/checkout."""
-    api_key_id = app.current_event.request_context.identity.api_key_id
-    logger.append_keys(company_id=str(request.company_id), api_key_id=api_key_id)
-    result = SERVICE.create_checkout(request, api_key_id=api_key_id)
+    result = SERVICE.create_checkout(request, api_key_id=_caller_key(request.company_id))
     return _json(200, result.to_response().to_wire())
+
+
+@app.post(
+    STATUS_ROUTE,
+    summary="The status of a checkout session this service created",
+    description=(
+        "Answers from the registry once a session is settled; asks Stripe while it is open or its payment is "
+        "settling, and records what Stripe says. Also served at `/payment/stripe/v1/checkout/status.json`."
+    ),
+    operation_id="StripeV1GetCheckoutStatus",
+    tags=["Stripe"],
+    responses={
+        200: {
+            "description": "Where the checkout stands",
+            "content": {"application/json": {"model": StripeCheckoutStatusResponse}},
+        },
+        404: {
+            "description": "No such session for this company",
+            "content": {"application/json": {"model": ErrorResponse}},
+        },
+        **{status: value for status, value in _ERROR_RESPONSES.items() if status not in {409, 429}},
+    },
+)
+@app.post(f"{STATUS_ROUTE}.json", include_in_schema=False)
+def checkout_status(request: Annotated[StripeV1GetCheckoutStatus, Body()]) -> Response[str]:
+    """POST /payment/stripe/v1/checkout/status."""
+    return _json(200, SERVICES.status.status(request, api_key_id=_caller_key(request.company_id)).to_wire())
 
 
 @app.exception_handler(RequestValidationError)
@@ -157,31 +202,16 @@ def _unsupported_content_type(exc: RequestUnsupportedContentType) -> Response[st
     )
 
 
-@app.exception_handler(InvalidRequest)
-def _invalid_request(exc: InvalidRequest) -> Response[str]:
-    return _error(400, exc.error_code, exc.message, exc.errors)
-
-
-@app.exception_handler(AccessDenied)
-def _forbidden(exc: AccessDenied) -> Response[str]:
-    return _error(403, exc.error_code, exc.message)
-
-
-@app.exception_handler(CheckoutNotConfigured)
-def _not_configured(exc: CheckoutNotConfigured) -> Response[str]:
-    return _error(400, exc.error_code, exc.message, [FieldError(exc.error_code, "CompanyId", exc.message)])
-
-
-@app.exception_handler([AlreadyPaid, CheckoutInProgress])
-def _conflict(exc: CheckoutError) -> Response[str]:
-    return _error(409, exc.error_code, exc.message)
-
-
-@app.exception_handler(UpstreamFailure)
-def _upstream(exc: UpstreamFailure) -> Response[str]:
-    metrics_name = "StripeFailure" if exc.error_code.startswith("Stripe") else "AwsFailure"
-    metrics.add_metric(name=metrics_name, unit="Count", value=1)
-    return _error(exc.status, exc.error_code, exc.message)
+@app.exception_handler(CheckoutError)
+def _checkout_error(exc: CheckoutError) -> Response[str]:
+    status = http_status(exc)
+    if isinstance(exc, UpstreamFailure):
+        metrics.add_metric(name="StripeFailure" if exc.from_stripe else "AwsFailure", unit="Count", value=1)
+    errors = exc.errors if isinstance(exc, InvalidRequest) else []
+    if isinstance(exc, CheckoutNotConfigured):
+        errors = [FieldError(exc.error_code, "CompanyId", exc.message)]
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    return _error(status, exc.error_code, exc.message, errors, headers)
 
 
 @app.not_found

@@ -205,18 +205,29 @@ def test_other_references_are_left_alone(api: Api, company: Company, stack: Stac
     assert {s["id"]: s["status"] for s in stack.emulator.sessions()}[other] == "open"
 
 
-def test_completed_reference_gets_409_and_no_new_session(api: Api, company: Company, stack: Stack) -> None:
+def test_a_prior_paid_while_the_new_session_was_created_is_compensated_with_409(
+    api: Api, company: Company, stack: Stack
+) -> None:
     paid = api.post(company.request("booking-paid")).json["SessionId"]
-    stack.emulator.complete(paid)
-    before = len(stack.emulator.sessions())
+    stack.emulator.complete(paid)  # paid, and the service has not heard of it yet
 
     reply = api.post(company.request("booking-paid"))
 
+    # The new session was created beside the expiry of the prior; the prior turned out
+    # paid, so the new one was expired again and recorded, never current.
     assert_error_body(reply, 409, "AlreadyPaid")
-    assert len(stack.emulator.sessions()) == before
+    statuses = {s["id"]: s["status"] for s in stack.emulator.sessions()}
     record = company.sessions("booking-paid")
-    assert record["completed_session_id"] == paid
-    assert [s["status"] for s in record["sessions"]] == ["complete"]
+    assert record["paid_session_id"] == paid
+    assert record["current_session_id"] == paid
+    assert record["open_session_ids"] == []
+    assert {s["session_id"]: s["status"] for s in record["sessions"]} == {
+        sid: status
+        for sid, status in statuses.items()
+        if sid in {s["session_id"] for s in record["sessions"]}
+    }
+    assert sorted(s["status"] for s in record["sessions"]) == ["complete", "expired"]
+    assert [s["state"] for s in record["sessions"] if s["session_id"] == paid] == ["paid"]
     # ...and it stays paid without asking Stripe again.
     requests_before = len(stack.emulator.requests())
     assert_error_body(api.post(company.request("booking-paid")), 409, "AlreadyPaid")

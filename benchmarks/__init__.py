@@ -1,0 +1,1 @@
+"""Yardsticks for `./dev bench`; never part of the Lambda package."""
