@@ -187,6 +187,8 @@ def _handler_class(
                 source_ip=self.client_address[0],
                 api_key_id=known_key,
             )
+            # Served at the root, not under a stage path: the URL the caller used is the path.
+            event["requestContext"]["path"] = parts.path
             response = invoke(event)
             self._reply(response["statusCode"], response_headers(response), response_body(response))
 
@@ -276,7 +278,7 @@ class LocalStack:
             result: dict[str, Any] = module.lambda_handler(event, LocalContext())
             return result
 
-        pages = Pages(openapi_document(module.app), demo_config(stripe_js_url, publishable_key, self.api_key))
+        pages = Pages(openapi_document(), demo_config(stripe_js_url, publishable_key, self.api_key))
         aws_url = self.aws.url
         self.server.RequestHandlerClass = _handler_class(
             invoke, pages, lambda value: api_key_id(value, aws_url)

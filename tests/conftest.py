@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -110,14 +111,18 @@ class _CompanysKey:
 COMPANYS_KEY = _CompanysKey()
 
 
-def _key_for(body: Any) -> str | None:
-    if not isinstance(body, dict):
-        return None
-    company = next((v for k, v in body.items() if str(k).lower() == "companyid"), None)
-    try:
-        return BOUND_KEYS.get(str(uuid.UUID(str(company).strip())))
-    except ValueError:
-        return None
+_GUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+
+
+def _key_for(*texts: str | None) -> str | None:
+    """The key bound to the first onboarded company whose id appears in the request, in any
+    spelling and wherever it is sent (JSON or form body, query string)."""
+    for text in texts:
+        for found in _GUID.findall(unquote(text or "")):
+            key = BOUND_KEYS.get(str(uuid.UUID(found)))
+            if key is not None:
+                return key
+    return None
 
 
 @dataclass
@@ -140,7 +145,7 @@ class Api:
         """One request; it carries the API key id of the body's company unless `api_key_id` says
         otherwise (None: a request without one, as `sam local invoke` sends)."""
         text = raw if raw is not None else (None if body is None else json.dumps(body))
-        key_id = _key_for(body) if isinstance(api_key_id, _CompanysKey) else api_key_id
+        key_id = _key_for(text, query) if isinstance(api_key_id, _CompanysKey) else api_key_id
         event = rest_event(
             method,
             path,
