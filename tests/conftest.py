@@ -320,7 +320,7 @@ class LocalApiProcess:
         """checkout-admin against this stack, as the banner tells a developer to run it."""
         env = {**os.environ, "AWS_ENDPOINT_URL": self.url("moto at"), "AWS_DEFAULT_REGION": "eu-north-1",
                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "COMPANIES_TABLE_NAME": "checkout-companies", "SESSIONS_TABLE_NAME": "checkout-sessions"}  # fmt: skip
+               "COMPANIES_TABLE_NAME": "checkout-companies-dev", "SESSIONS_TABLE_NAME": "checkout-sessions-dev"}  # fmt: skip
         command = [str(Path(sys.executable).parent / "checkout-admin"), *argv]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=True)
         answer: dict[str, Any] = json.loads(result.stdout)
