@@ -81,6 +81,7 @@ class Sample:
 
     ms: float
     cpu_ms: float
+    chain_ms: float  # time at the servers along the critical path
     chain: Counter[str]
     calls: Counter[str]
 
@@ -227,7 +228,9 @@ class Bench:
             mark = self.calls.mark()
             answer = worker.call(self.request(reference))
             calls = self.calls.since(mark)
-        return Sample(answer["ms"], answer["cpu_ms"], by_service(critical_path(calls)), by_service(calls))
+        chain = critical_path(calls)
+        chain_ms = sum(call.duration for call in chain) * 1000
+        return Sample(answer["ms"], answer["cpu_ms"], chain_ms, by_service(chain), by_service(calls))
 
     def still_open(self, session_ids: list[str]) -> int:
         """How many of the sessions are open at the emulator."""
@@ -300,6 +303,8 @@ def _scenario_rows(scenario: Scenario, ours: list[Sample], theirs: list[Sample])
                 percentile([s.ms for s in theirs], 0.5), p50_target),
         _figure("p95 latency (ms)", percentile([s.ms for s in ours], 0.95),
                 percentile([s.ms for s in theirs], 0.95)),
+        _figure("critical path at the servers, p50 (ms)", percentile([s.chain_ms for s in ours], 0.5),
+                percentile([s.chain_ms for s in theirs], 0.5)),
         _figure("CPU per request, mean (ms)", statistics.fmean(s.cpu_ms for s in ours),
                 statistics.fmean(s.cpu_ms for s in theirs)),
     ]  # fmt: skip

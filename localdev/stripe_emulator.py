@@ -18,8 +18,8 @@ parameters: the saved answer again; other parameters: 400 `idempotency_error`).
 
 Tests drive it through Python (`complete`, `inject_fault`, `sessions`, `requests`);
 a developer can pay a hosted session in the browser at its `url`. The benchmark gives
-every API call a standing latency (`latency=`) and records it in a `CallLog`. Not
-shipped in the Lambda package.
+every API call a standing latency (`latency=`, a floor per call) and records it in a
+`CallLog`. Not shipped in the Lambda package.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from localdev.remote_calls import STRIPE, CallLog
+from localdev.remote_calls import STRIPE, CallLog, hold_until
 
 API_VERSION = "2026-10-28.endive"
 UI_MODES = {"hosted_page", "embedded_page", "elements", "form"}
@@ -299,7 +299,7 @@ class StripeEmulator:
     def __init__(
         self, clock: Callable[[], float] = time.time, *, latency: float = 0.0, calls: CallLog | None = None
     ) -> None:
-        """`latency`: seconds added to every API call (may be changed while serving);
+        """`latency`: seconds every API call takes at least (may be changed while serving);
         `calls`: where to record every API call answered."""
         self._clock = clock
         self.latency = latency
@@ -401,13 +401,12 @@ class StripeEmulator:
     def handle(
         self, method: str, raw_path: str, headers: dict[str, str], body: str
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        """Answer one API request: (status, JSON body, extra headers), after the standing latency."""
+        """Answer one API request: (status, JSON body, extra headers), no sooner than the latency."""
         started = time.perf_counter()
-        if self.latency:
-            time.sleep(self.latency)
         try:
             return self._answer(method, raw_path, headers, body)
         finally:
+            hold_until(started, self.latency)
             if self.calls is not None:
                 operation = f"{method} {re.sub(r'/cs_[^/?]+', '/{id}', urlsplit(raw_path).path)}"
                 self.calls.record(STRIPE, operation, started, time.perf_counter())
