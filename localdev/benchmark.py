@@ -151,6 +151,7 @@ class Bench:
         create_tables(TABLES, self.aws.url)
         onboard_demo_company(SITE, STRIPE_KEY)
         self.env = {**os.environ, **WORKER_ENVIRONMENT}
+        self.sessions = boto3.resource("dynamodb").Table(TABLES["SESSIONS_TABLE_NAME"])
 
     def stop(self) -> None:
         """Stop the servers."""
@@ -201,7 +202,6 @@ class Bench:
         if not count:
             return []
         client = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": self.emulator.url})
-        table = boto3.resource("dynamodb").Table(TABLES["SESSIONS_TABLE_NAME"])
         price = {"currency": "sek", "unit_amount": 45000, "product_data": {"name": "Haircut 45 min"}}
         params: Any = {"mode": "payment", "client_reference_id": reference, "success_url": f"{SITE}/demo/ok",
                        "line_items": [{"quantity": 1, "price_data": price}]}  # fmt: skip
@@ -215,9 +215,9 @@ class Bench:
                                       "status": "open", "payment_status": "unpaid", "ui_mode": "hosted",
                                       "amount_total": 45000, "currency": "sek", "livemode": False,
                                       "created_at_ms": int(now * 1000), "updated_at": int(now)}  # fmt: skip
-            table.put_item(Item=head | record)
+            self.sessions.put_item(Item=head | record)
             ids.append(session.id)
-        table.put_item(
+        self.sessions.put_item(
             Item=head | {"sk": "HEAD", "current_session_id": ids[-1], "updated_at": int(time.time())}
         )
         return ids
@@ -231,6 +231,23 @@ class Bench:
         chain = critical_path(calls)
         chain_ms = sum(call.duration for call in chain) * 1000
         return Sample(answer["ms"], answer["cpu_ms"], chain_ms, by_service(chain), by_service(calls))
+
+    def empty_sessions_table(self) -> None:
+        """Delete every item of the sessions table, whatever its key layout.
+
+        moto copies a whole table for every TransactWriteItems (to roll back), so its
+        cost would grow with the items earlier requests left behind; DynamoDB's does not.
+        """
+        names = {f"#k{i}": key["AttributeName"] for i, key in enumerate(self.sessions.key_schema)}
+        scan: dict[str, Any] = {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
+        with self.sessions.batch_writer() as batch:
+            while True:
+                page = self.sessions.scan(**scan)
+                for item in page["Items"]:
+                    batch.delete_item(Key={name: item[name] for name in names.values()})
+                if "LastEvaluatedKey" not in page:
+                    break
+                scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def still_open(self, session_ids: list[str]) -> int:
         """How many of the sessions are open at the emulator."""
@@ -254,6 +271,7 @@ def run(bench: Bench, requests: int, cold_runs: int) -> dict[str, Figures]:
         for scenario in SCENARIOS:
             reference, _ = bench.prepare(worker, name, scenario)
             worker.call(bench.request(reference))
+    bench.empty_sessions_table()
     for scenario in SCENARIOS:
         for repetition in range(requests):
             for name in order if repetition % 2 == 0 else order[::-1]:
@@ -262,6 +280,7 @@ def run(bench: Bench, requests: int, cold_runs: int) -> dict[str, Figures]:
                 figures[name].samples.setdefault(scenario.title, []).append(sample)
                 if bench.still_open(crafted):
                     figures[name].warnings[f"{name} left crafted open sessions open ({scenario.title})"] += 1
+                bench.empty_sessions_table()
     for name, worker in workers.items():
         figures[name].peak_rss_kib = worker.peak_rss_kib
         worker.close()
