@@ -1,7 +1,7 @@
 """`./dev bench`: this service against a straightforward reference handler, in one run.
 
-The servers (moto, the Stripe emulator) run in this process and add a fixed latency to
-every call they answer; each handler runs in a fresh worker process of its own
+The servers (moto, the Stripe emulator) run in this process and make every call they
+answer take at least a fixed latency; each handler runs in a fresh worker process of its own
 (`localdev.bench_worker`), so its CPU time, memory and cold start are its own. Requests
 alternate between the two handlers, so a noisy neighbour hurts both alike. Per scenario
 it prints latency, CPU per request and the round trips on the critical path, with the
@@ -344,7 +344,7 @@ def report(figures: dict[str, Figures], args: argparse.Namespace) -> str:
     lines = [
         "./dev bench: the service (handlers.checkout_api) against a straightforward reference",
         "handler (benchmarks/reference_handler.py), in one run. Method: docs/benchmark.md.",
-        f"- latency added by the servers to every call: Stripe {args.stripe_latency_ms:g} ms, "
+        f"- latency injected by the servers, at least per call: Stripe {args.stripe_latency_ms:g} ms, "
         f"DynamoDB and Secrets Manager {args.dynamodb_latency_ms:g} ms",
         f"- {args.requests} requests per scenario and handler, each for a fresh reference, the two",
         "  handlers alternating, each in a fresh worker process of its own; nothing is asserted",
