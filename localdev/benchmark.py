@@ -212,13 +212,17 @@ class Bench:
             session = client.v1.checkout.sessions.create(params=params)
             now = time.time()
             record: dict[str, Any] = {"sk": f"SESSION#{session.id}", "session_id": session.id,
-                                      "status": "open", "payment_status": "unpaid", "ui_mode": "hosted",
+                                      "status": "open", "state": "open", "payment_status": "unpaid",
+                                      "ui_mode": "hosted",
                                       "amount_total": 45000, "currency": "sek", "livemode": False,
                                       "created_at_ms": int(now * 1000), "updated_at": int(now)}  # fmt: skip
             self.sessions.put_item(Item=head | record)
             ids.append(session.id)
+        # The registry keeps the open sessions on the reference's head item.
+        open_sessions: dict[str, Any] = {sid: {} for sid in ids}
         self.sessions.put_item(
-            Item=head | {"sk": "HEAD", "current_session_id": ids[-1], "updated_at": int(time.time())}
+            Item=head
+            | {"sk": "HEAD", "current_session_id": ids[-1], "open_sessions": open_sessions, "version": 1}
         )
         return ids
 

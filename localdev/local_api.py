@@ -1,4 +1,4 @@
-"""`checkout-local` (`./dev run`): the API on 127.0.0.1, as `sam local start-api` would serve it.
+"""`./dev run` (`python -m localdev.local_api`): the API on 127.0.0.1, as `sam local start-api` would.
 
 Needs no Docker, no AWS account and no Stripe account. One command starts:
 
@@ -7,17 +7,19 @@ Needs no Docker, no AWS account and no Stripe account. One command starts:
   in which case the function talks to real Stripe test mode,
 - a demo company with catalogued articles, onboarded through `checkout-admin`,
 - an HTTP server that turns each request into the API Gateway REST proxy event the
-  deployed function receives, and calls the real handler with it.
+  deployed function receives, and calls the real handler with it; beside the API it
+  serves Swagger UI, the OpenAPI document and the demo booking frontend (`pages`).
 
-It prints a ready-to-paste `curl`, and Ctrl-C stops everything it started.
+It prints a ready-to-paste `curl`, and Ctrl-C stops everything it started. A port that
+is taken ends it with one line naming the port and the option that changes it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
-import importlib.resources
 import io
 import json
 import os
@@ -26,15 +28,20 @@ import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, ModuleType
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
+from checkout.contract import EXAMPLE_COMPANY_ID
 from localdev.apigw import LocalContext, response_body, response_headers, rest_event
 from localdev.aws_stack import LocalAws, aws_environment, create_tables
+from localdev.openapi import openapi_document
+from localdev.pages import STRIPE_JS_URL, DemoArticle, DemoConfig, Pages
 from localdev.stripe_emulator import StripeEmulator
 
-DEMO_COMPANY_ID = "6f2b0d4e-5c1a-4a8e-9a51-2f3c8d9e7b10"
+PROG = "./dev run"
+
+DEMO_COMPANY_ID = EXAMPLE_COMPANY_ID  # the OpenAPI examples are requests for the demo company
 DEMO_ARTICLES = [
     (1, 42, "Haircut 45 min", 45000, "SEK"),
     (1, 43, "Beard trim", 15000, "SEK"),
@@ -42,12 +49,32 @@ DEMO_ARTICLES = [
 ]
 DEFAULT_TABLES = {"COMPANIES_TABLE_NAME": "checkout-companies", "SESSIONS_TABLE_NAME": "checkout-sessions"}
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
-DEMO_PAGE = """<!doctype html><title>Checkout demo</title>
-<h1>{title}</h1><p>This page stands in for the booking site's {what} page.</p>"""
+EMULATOR_STRIPE_KEY = "sk_test_51LocalEmulatorKey0000000000"
+EMULATOR_PUBLISHABLE_KEY = "pk_test_51LocalEmulatorKey0000000000"
+
+
+class PortInUse(SystemExit):
+    """A port `./dev run` needs cannot be listened on; the message says which and what to do."""
+
+
+def _listen[T](what: str, option: str, host: str, port: int, start: Callable[[], T]) -> T:
+    """Run `start` (which binds `port`), turning a bind failure into one line for the developer."""
+    try:
+        return start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"{PROG}: port {port} ({what}) is already in use on {host}: is another ./dev run "
+                f"still running? Stop it, or choose another port with {option} N."
+            ) from None
+        raise PortInUse(
+            f"{PROG}: cannot listen on {host}:{port} ({what}): {exc.strerror or exc}; "
+            f"choose another address or port ({option})."
+        ) from None
 
 
 def sample_request(base_url: str, reference: str = "demo-booking-1") -> dict[str, Any]:
-    """The seed's sample request, with real values for the demo company."""
+    """The published operation's sample request, with real values for the demo company."""
     return {
         "CompanyId": DEMO_COMPANY_ID,
         "CountryCode": "SE",
@@ -79,6 +106,7 @@ def onboard_demo_company(base_url: str, stripe_key: str) -> None:
     run(
         "company", "put", "--company-id", DEMO_COMPANY_ID,
         "--allowed-url-prefix", f"{base_url}/",
+        "--allowed-url-prefix", f"{base_url.replace('127.0.0.1', 'localhost')}/",
         "--allowed-url-prefix", "http://localhost:3000/",
         "--allowed-url-prefix", "https://booking.example.com/",
         "--confirmation-url", f"{base_url}/demo/confirmed",
@@ -95,7 +123,7 @@ def onboard_demo_company(base_url: str, stripe_key: str) -> None:
 
 
 def _handler_class(
-    invoke: Callable[[dict[str, Any]], dict[str, Any]], docs: str
+    invoke: Callable[[dict[str, Any]], dict[str, Any]], pages: Pages
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -123,13 +151,10 @@ def _handler_class(
                 self._reply(413, {"Content-Type": "application/json"}, message)
                 return
             body = self.rfile.read(length) if length else None
-            if self.command == "GET" and parts.path in {"/docs", "/docs/"}:
-                self._reply(200, {"Content-Type": "text/html; charset=utf-8"}, docs.encode())
-                return
-            if self.command == "GET" and parts.path in {"/demo/confirmed", "/demo/cancelled"}:
-                what = "confirmation" if parts.path.endswith("confirmed") else "cancel"
-                page = DEMO_PAGE.format(title=f"Demo {what} page", what=what)
-                self._reply(200, {"Content-Type": "text/html; charset=utf-8"}, page.encode())
+            page = pages.get(parts.path) if self.command in {"GET", "HEAD"} else None
+            if page is not None:
+                headers = {"Content-Type": page.content_type, "Cache-Control": "no-store"}
+                self._reply(page.status, headers, page.body)
                 return
             headers = {name: value for name, value in self.headers.items()}
             event = rest_event(
@@ -140,6 +165,8 @@ def _handler_class(
                 query=parts.query,
                 source_ip=self.client_address[0],
             )
+            # Served at the root, not under a stage path: the URL the caller used is the path.
+            event["requestContext"]["path"] = parts.path
             response = invoke(event)
             self._reply(response["statusCode"], response_headers(response), response_body(response))
 
@@ -149,26 +176,19 @@ def _handler_class(
     return Handler
 
 
-def _swagger_page(module: ModuleType) -> str:
-    from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
-
-    from localdev.openapi import openapi_document
-
-    assets = importlib.resources.files("aws_lambda_powertools.event_handler.openapi.swagger_ui")
-    js = (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8")
-    css = (assets / "swagger-ui.min.css").read_text(encoding="utf-8")
-    return generate_swagger_html(
-        spec=openapi_document(module.app),
-        swagger_js=js,
-        swagger_css=css,
-        swagger_base_url="",
-        oauth2_config=None,
-        persist_authorization=False,
+def demo_config(stripe_js_url: str, publishable_key: str) -> DemoConfig:
+    """The demo frontend's configuration for the demo company."""
+    return DemoConfig(
+        company_id=DEMO_COMPANY_ID,
+        country_code="SE",
+        articles=tuple(DemoArticle(*article) for article in DEMO_ARTICLES),
+        stripe_js_url=stripe_js_url,
+        publishable_key=publishable_key,
     )
 
 
 class LocalStack:
-    """Everything `checkout-local` runs; `start()` then `stop()` (or a `with` block)."""
+    """Everything `./dev run` runs; `start()` then `stop()`."""
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 3000, aws_port: int = 4566, stripe_port: int = 12111
@@ -179,28 +199,49 @@ class LocalStack:
         self.server: ThreadingHTTPServer | None = None
         self.base_url = ""
         self.real_stripe = False
+        self._serving = False
 
     def start(self) -> LocalStack:
         """Start the stand-ins, onboard the demo company and serve the API."""
         stripe_key = os.environ.get("STRIPE_SECRET_KEY", "").strip()
         if stripe_key and not stripe_key.startswith(("sk_test_", "rk_test_")):
-            raise SystemExit("checkout-local: STRIPE_SECRET_KEY must be a Stripe test key (sk_test_...)")
+            raise SystemExit(f"{PROG}: STRIPE_SECRET_KEY must be a Stripe test key (sk_test_...)")
         self.real_stripe = bool(stripe_key)
-        self.aws = LocalAws().start(port=self.aws_port, host=self.host)
+        try:
+            return self._start(stripe_key)
+        except BaseException:
+            self.stop()  # what started before the failure must not outlive it
+            raise
+
+    def _start(self, stripe_key: str) -> LocalStack:
+        # The API's port first: it is the one most often taken (another ./dev run).
+        self.server = _listen(
+            "the API", "--port", self.host, self.port,
+            lambda: ThreadingHTTPServer((self.host, self.port), BaseHTTPRequestHandler),
+        )  # fmt: skip
+        self.server.daemon_threads = True
+        self.aws = _listen(
+            "moto, the local AWS", "--aws-port", "127.0.0.1", self.aws_port,
+            lambda: LocalAws().start(port=self.aws_port, host=self.host),
+        )  # fmt: skip
         os.environ.update(aws_environment(self.aws.url))
         for name, default in DEFAULT_TABLES.items():
             os.environ.setdefault(name, default)
+        publishable_key = os.environ.get("STRIPE_PUBLISHABLE_KEY", "").strip()
+        stripe_js_url = STRIPE_JS_URL
         if self.real_stripe:
             os.environ.pop("STRIPE_API_BASE", None)
         else:
-            self.emulator = StripeEmulator().start(host=self.host, port=self.stripe_port)
+            self.emulator = _listen(
+                "the Stripe emulator", "--stripe-port", self.host, self.stripe_port,
+                lambda: StripeEmulator().start(host=self.host, port=self.stripe_port),
+            )  # fmt: skip
             os.environ["STRIPE_API_BASE"] = self.emulator.url
-            stripe_key = "sk_test_51LocalEmulatorKey0000000000"
+            stripe_key, publishable_key = EMULATOR_STRIPE_KEY, EMULATOR_PUBLISHABLE_KEY
+            stripe_js_url = f"{self.emulator.url}/v3/"  # the emulator's stand-in for Stripe.js
         os.environ.setdefault("CORS_ALLOWED_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000")
         create_tables({name: os.environ[name] for name in DEFAULT_TABLES}, self.aws.url)
 
-        self.server = ThreadingHTTPServer((self.host, self.port), BaseHTTPRequestHandler)
-        self.server.daemon_threads = True
         shown_host = "127.0.0.1" if self.host in {"0.0.0.0", "::"} else self.host
         self.base_url = f"http://{shown_host}:{self.server.server_address[1]}"
         onboard_demo_company(self.base_url, stripe_key)
@@ -212,14 +253,17 @@ class LocalStack:
             result: dict[str, Any] = module.lambda_handler(event, LocalContext())
             return result
 
-        self.server.RequestHandlerClass = _handler_class(invoke, _swagger_page(module))
+        pages = Pages(openapi_document(), demo_config(stripe_js_url, publishable_key))
+        self.server.RequestHandlerClass = _handler_class(invoke, pages)
         threading.Thread(target=self.server.serve_forever, name="local-api", daemon=True).start()
+        self._serving = True
         return self
 
     def stop(self) -> None:
         """Stop everything `start()` started."""
         if self.server is not None:
-            self.server.shutdown()
+            if self._serving:
+                self.server.shutdown()
             self.server.server_close()
         if self.emulator is not None:
             self.emulator.stop()
@@ -237,7 +281,8 @@ class LocalStack:
         return "\n".join(
             [
                 f"Checkout API on {self.base_url}  (Stripe: {stripe}; AWS: moto at {self.aws.url})",
-                f"Swagger UI:    {self.base_url}/docs",
+                f"Demo booking:  {self.base_url}/demo  (pay hosted or embedded, see the booking confirmed)",
+                f"Swagger UI:    {self.base_url}/docs  (document: {self.base_url}/openapi.json)",
                 f"Demo company:  {DEMO_COMPANY_ID}  (articles 1/42, 1/43, 2/7 in SEK)",
                 "",
                 "Try it (run twice: the second call expires the first session):",
@@ -256,9 +301,7 @@ class LocalStack:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the local API until Ctrl-C (or SIGTERM)."""
-    parser = argparse.ArgumentParser(
-        prog="checkout-local", description=__doc__.split("\n\n")[0] if __doc__ else None
-    )
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for sam local in Docker)"
     )
@@ -266,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--aws-port", type=int, default=4566, help="moto port (default 4566)")
     parser.add_argument("--stripe-port", type=int, default=12111, help="Stripe emulator port (default 12111)")
     args = parser.parse_args(argv)
-    stack = LocalStack(args.host, args.port, args.aws_port, args.stripe_port).start()
+    stack = LocalStack(args.host, args.port, args.aws_port, args.stripe_port).start()  # PortInUse exits 1
     print(stack.banner(), flush=True)
     stopped = threading.Event()
 
@@ -281,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
         stopped.wait()
     finally:
         stack.stop()
-        print("checkout-local: stopped.", flush=True)
+        print(f"{PROG}: stopped.", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,17 @@ import contextlib
 import importlib
 import io
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -28,6 +35,8 @@ TABLES = {"COMPANIES_TABLE_NAME": "test-checkout-companies", "SESSIONS_TABLE_NAM
 STRIPE_KEY = "sk_test_51TestKeyForTheEmulatorOnly000000000000"
 ALLOWED_ORIGIN = "https://booking.example.com"
 SITE = "https://booking.example.com"
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # What a leaked secret looks like: Stripe keys, webhook secrets, client secrets.
 SECRET_PATTERN = re.compile(
@@ -146,7 +155,7 @@ class Company:
     articles: dict[tuple[int, int], tuple[str, int, str]] = field(default_factory=dict)
 
     def request(self, reference: str | None = None, **overrides: Any) -> dict[str, Any]:
-        """A valid request body for this company (the seed's sample with real values)."""
+        """A valid request body for this company (the published sample request with real values)."""
         body: dict[str, Any] = {
             "CompanyId": self.company_id,
             "CountryCode": "SE",
@@ -221,3 +230,73 @@ def no_unexpected_500(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if request.node.get_closest_marker("injects_bug") is None:
         assert 500 not in ANSWERED, "the handler answered 500"
+
+
+class LocalApiProcess:
+    """`./dev run` in a child process on free ports, as a developer starts it.
+
+    Its output is read continuously (a full pipe would stall the server) and kept for
+    assertions; `banner` is what it printed up to "Ctrl-C stops everything".
+    """
+
+    def __init__(self, *extra_args: str) -> None:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AWS_", "STRIPE_")) and not k.endswith("_TABLE_NAME")
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "localdev.local_api", "--port", "0", "--aws-port", "0", "--stripe-port", "0",
+             *extra_args],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self._lines: list[str] = []
+        self._banner_done = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="local-api-output", daemon=True)
+        self._reader.start()
+        if not self._banner_done.wait(timeout=120):
+            self.stop()
+        self.banner = "".join(self._lines)
+        assert "Ctrl-C stops everything" in self.banner, self.banner
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.append(line)
+            if line.startswith("Ctrl-C stops everything"):
+                self._banner_done.set()
+        self._banner_done.set()
+
+    def url(self, label: str) -> str:
+        """A URL from the banner: "Checkout API on", "emulator at" or "moto at"."""
+        found = re.search(rf"{label} (http://[^\s;)]+)", self.banner)
+        assert found, f"{label!r} not in the banner"
+        return found.group(1)
+
+    @property
+    def output(self) -> str:
+        """Everything it printed so far."""
+        return "".join(self._lines)
+
+    def admin(self, *argv: str) -> dict[str, Any]:
+        """checkout-admin against this stack, as the banner tells a developer to run it."""
+        env = {**os.environ, "AWS_ENDPOINT_URL": self.url("moto at"), "AWS_DEFAULT_REGION": "eu-north-1",
+               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "COMPANIES_TABLE_NAME": "checkout-companies", "SESSIONS_TABLE_NAME": "checkout-sessions"}  # fmt: skip
+        command = [str(Path(sys.executable).parent / "checkout-admin"), *argv]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=True)
+        answer: dict[str, Any] = json.loads(result.stdout)
+        return answer
+
+    def stop(self, wait_seconds: float = 30) -> int:
+        """Ctrl-C, as a developer stops it; killed if it does not stop in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            deadline = time.monotonic() + wait_seconds
+            while self.process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self.process.poll() is None:
+                self.process.kill()
+        code = self.process.wait(timeout=30)
+        self._reader.join(timeout=10)
+        return code

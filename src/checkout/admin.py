@@ -17,11 +17,10 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from checkout.aws_clients import BOTO_CONFIG, dynamodb_client
+from checkout.aws_clients import dynamodb_client, secretsmanager_client
 from checkout.company_store import ArticleItem, SettingsItem, put_article, put_settings
 from checkout.config import Config
 from checkout.domain import ArticleKey, ReferenceKey
@@ -132,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _store_secret_key(name: str, key: str) -> None:
-    client = boto3.client("secretsmanager", config=BOTO_CONFIG)
+    client = secretsmanager_client()
     try:
         client.create_secret(Name=name, SecretString=key, Description="Stripe secret key for checkout")
     except ClientError as exc:
@@ -195,10 +194,20 @@ def sessions_show(args: argparse.Namespace, config: Config) -> dict[str, Any]:
         "company_id": str(args.company_id),
         "reference": args.reference,
         "current_session_id": state.current_session_id,
-        "completed_session_id": state.completed_session_id,
-        "pending_attempt": state.pending_attempt is not None,
+        "payment_state": state.payment.state.value,
+        "paid_session_id": state.payment.paid_session_id,
+        "processing_session_id": state.payment.processing_session_id,
+        "double_paid_session_ids": list(state.payment.extra_paid_session_ids),
+        "open_session_ids": [s.session_id for s in state.open_sessions],
+        "pending_attempts": len(state.pending_attempts),
+        "lease_held": state.lease_held,
         "sessions": [
-            {**asdict(s), "status": s.status.value, "current": s.session_id == state.current_session_id}
+            {
+                **asdict(s),
+                "status": s.status.value,
+                "state": s.state.value,
+                "current": s.session_id == state.current_session_id,
+            }
             for s in state.sessions
         ],
     }

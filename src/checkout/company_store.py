@@ -91,22 +91,14 @@ class DynamoCompanyDirectory:
 
     def company_settings(self, company_id: uuid.UUID) -> CompanySettings | None:
         """The company's settings, or None when it has none."""
-        cached = self._settings.get(company_id)
-        if cached is not None:
-            return cached
-        with aws_errors(_SERVICE):
-            response = self._client.get_item(
-                TableName=self._table,
-                Key=to_item({layout.PK: layout.company_pk(company_id), layout.SK: layout.SETTINGS_SK}),
-            )
-        if "Item" not in response:
-            return None
-        settings = SettingsItem.model_validate(from_item(response["Item"])).to_domain(company_id)
-        self._settings.put(company_id, settings)
-        return settings
+        return self.catalogue(company_id, ())[0]
 
-    def articles(self, company_id: uuid.UUID, keys: Iterable[ArticleKey]) -> dict[ArticleKey, Article]:
-        """The catalogued articles among `keys`; absent ones are simply missing from the result."""
+    def catalogue(
+        self, company_id: uuid.UUID, keys: Iterable[ArticleKey]
+    ) -> tuple[CompanySettings | None, dict[ArticleKey, Article]]:
+        """The company's settings and the catalogued articles among `keys` (absent ones
+        are missing from the result), read in one BatchGetItem for whatever is not cached."""
+        settings = self._settings.get(company_id)
         found: dict[ArticleKey, Article] = {}
         wanted: list[ArticleKey] = []
         for key in dict.fromkeys(keys):
@@ -115,37 +107,45 @@ class DynamoCompanyDirectory:
                 found[key] = cached
             else:
                 wanted.append(key)
-        for start in range(0, len(wanted), _BATCH_GET_LIMIT):
-            for article in self._batch_get(company_id, wanted[start : start + _BATCH_GET_LIMIT]):
-                found[article.key] = article
-                self._articles.put((company_id, article.key), article)
-        return found
+        if settings is not None and not wanted:
+            return settings, found
+        sort_keys = [] if settings is not None else [layout.SETTINGS_SK]
+        sort_keys += [layout.article_sk(k) for k in wanted]
+        by_sk = {layout.article_sk(k): k for k in wanted}
+        for start in range(0, len(sort_keys), _BATCH_GET_LIMIT):
+            for values in self._batch_get(company_id, sort_keys[start : start + _BATCH_GET_LIMIT]):
+                sk = str(values[layout.SK])
+                if sk == layout.SETTINGS_SK:
+                    settings = SettingsItem.model_validate(values).to_domain(company_id)
+                    self._settings.put(company_id, settings)
+                else:
+                    item = ArticleItem.model_validate(values)
+                    key = by_sk[sk]
+                    article = Article(key, item.name, item.unit_amount, item.currency, item.active)
+                    found[key] = article
+                    self._articles.put((company_id, key), article)
+        return settings, found
 
-    def _batch_get(self, company_id: uuid.UUID, keys: Sequence[ArticleKey]) -> list[Article]:
-        by_sk = {layout.article_sk(k): k for k in keys}
+    def _batch_get(self, company_id: uuid.UUID, sort_keys: Sequence[str]) -> list[dict[str, Any]]:
         pk = layout.company_pk(company_id)
         request: dict[str, Any] = {
             self._table: {
-                "Keys": [to_item({layout.PK: pk, layout.SK: sk}) for sk in by_sk],
+                "Keys": [to_item({layout.PK: pk, layout.SK: sk}) for sk in sort_keys],
                 "ConsistentRead": True,
             }
         }
-        articles: list[Article] = []
+        items: list[dict[str, Any]] = []
         # BatchGetItem may return part of the keys as unprocessed under load; ask again
-        # for those (boto3's retries cover errors, not partial answers).
+        # for those (botocore's retries cover errors, not partial answers).
         for attempt in range(5):
             with aws_errors(_SERVICE):
                 response = self._client.batch_get_item(RequestItems=request)
-            for raw in response.get("Responses", {}).get(self._table, []):
-                values = from_item(raw)
-                item = ArticleItem.model_validate(values)
-                key = by_sk[str(values[layout.SK])]
-                articles.append(Article(key, item.name, item.unit_amount, item.currency, item.active))
+            items.extend(from_item(raw) for raw in response.get("Responses", {}).get(self._table, []))
             request = dict(response.get("UnprocessedKeys") or {})
             if not request:
-                return articles
+                return items
             time.sleep(0.05 * 2**attempt)
-        raise UpstreamFailure(503, "AwsThrottled", "DynamoDB is throttling requests; please retry.")
+        raise UpstreamFailure("AwsThrottled", "DynamoDB is throttling requests; please retry.")
 
 
 def put_settings(client: DynamoDBClient, table: str, company_id: uuid.UUID, settings: SettingsItem) -> None:

@@ -1,9 +1,10 @@
-"""Configuration of the function and of `checkout-admin`, read from environment variables.
+"""Every setting of the functions and of `checkout-admin`, read from environment variables.
 
-Every variable has a documented default (see the README's configuration table), so the
-function starts with no configuration at all against real AWS and real Stripe, and a
-local run only has to point the endpoints elsewhere. AWS endpoints are not configured
-here: boto3 itself honours `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`.
+This is the one configuration model: each field names its variable and default here,
+and the README's configuration table lists them all (a test keeps the two in step). The
+function starts with no configuration at all against real AWS and real Stripe; a local
+run only points the endpoints elsewhere. AWS endpoints are not configured here:
+botocore itself honours `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class Config:
     lease_seconds: int
     settings_cache_seconds: int
     secret_cache_seconds: int
+    reference_sessions_per_minute: int
+    cors_allowed_origins: tuple[str, ...]
+    service_name: str
+    metrics_namespace: str
 
     @classmethod
     def from_env(cls) -> Config:
@@ -60,4 +65,14 @@ class Config:
             lease_seconds=_number("CHECKOUT_LEASE_SECONDS", 120, 1, int),
             settings_cache_seconds=_number("SETTINGS_CACHE_SECONDS", 60, 0, int),
             secret_cache_seconds=_number("SECRET_CACHE_SECONDS", 300, 0, int),
+            # New sessions one reference may ask for per minute, so one reference cannot
+            # spend its company's Stripe rate limit.
+            reference_sessions_per_minute=_number("REFERENCE_SESSIONS_PER_MINUTE", 10, 1, int),
+            cors_allowed_origins=tuple(
+                o.strip() for o in os.environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()
+            ),
+            # Powertools reads these itself too (and POWERTOOLS_LOG_LEVEL); named here so the
+            # logger, the metrics and the alarms agree on one default.
+            service_name=os.environ.get("POWERTOOLS_SERVICE_NAME", "") or "stripe-checkout",
+            metrics_namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "") or "BookingPayments",
         )

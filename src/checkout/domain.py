@@ -1,20 +1,43 @@
-"""Plain value types the use case works with, free of HTTP, boto3 and stripe."""
+"""Plain value types the use cases work with, free of HTTP, boto3 and stripe."""
 
 from __future__ import annotations
 
+import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 from checkout.contract import UiMode
 
 
 class SessionStatus(StrEnum):
-    """A Checkout Session's status, as Stripe names it."""
+    """A Checkout Session's `status`, as Stripe names it."""
 
     OPEN = "open"
     COMPLETE = "complete"
     EXPIRED = "expired"
+
+
+class SessionState(StrEnum):
+    """What a Checkout Session means for its reference (ours; derived from Stripe's fields).
+
+    Stripe's `status` alone cannot tell a paid session from one whose delayed payment
+    (SEPA debit, bank transfer) is still settling or has failed; this can.
+    """
+
+    OPEN = "open"
+    EXPIRED = "expired"
+    PROCESSING = "processing"  # complete, payment_status unpaid: a delayed method settles later
+    PAID = "paid"  # complete, payment_status paid or no_payment_required
+    FAILED = "failed"  # complete, but the delayed payment failed
+
+
+class PaymentState(StrEnum):
+    """Where a reference stands: can it be paid, is a payment settling, is it paid."""
+
+    PAYABLE = "payable"
+    PROCESSING = "processing"
+    PAID = "paid"
 
 
 @dataclass(frozen=True)
@@ -28,6 +51,19 @@ class CompanySettings:
     allowed_url_prefixes: tuple[str, ...] = ()
     default_confirmation_url: str | None = None
     default_cancel_url: str | None = None
+
+    @property
+    def merchant(self) -> Merchant:
+        """The Stripe identity the company's sessions are created under."""
+        return Merchant(self.stripe_secret_name, self.stripe_account)
+
+
+@dataclass(frozen=True)
+class Merchant:
+    """Whose Stripe account a call acts on: the secret holding the key, and a Connect account."""
+
+    secret_name: str
+    stripe_account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,12 +119,27 @@ class CheckoutSession:
     url: str | None = None
     client_secret: str | None = None
     customer_id: str | None = None
+    customer_email: str | None = None
     payment_intent_id: str | None = None
     payment_status: str | None = None
     amount_total: int | None = None
     currency: str | None = None
     expires_at: int | None = None
     livemode: bool = False
+    # Stripe's session does not say that a delayed payment failed (it stays complete and
+    # unpaid); the webhook event type or the PaymentIntent does.
+    payment_failed: bool = False
+
+    @property
+    def state(self) -> SessionState:
+        """What the session means for its reference."""
+        if self.status is SessionStatus.OPEN:
+            return SessionState.OPEN
+        if self.status is SessionStatus.EXPIRED:
+            return SessionState.EXPIRED
+        if self.payment_status in {"paid", "no_payment_required"}:
+            return SessionState.PAID
+        return SessionState.FAILED if self.payment_failed else SessionState.PROCESSING
 
 
 @dataclass(frozen=True)
@@ -104,14 +155,56 @@ class PendingAttempt:
     """A session creation that was started but not yet recorded.
 
     Written before Stripe is called, so a crash between Stripe's answer and the record
-    loses nothing: the next request replays the same call with the same idempotency key
+    loses nothing: a later request replays the same call with the same idempotency key
     (Stripe answers with the session it already made) and records the result.
     """
 
     idempotency_key: str
+    spec_json: str  # the CheckoutSpec, as stored; see `of` and `spec`
+    started_at_ms: int
+
+    @classmethod
+    def of(cls, idempotency_key: str, spec: CheckoutSpec, started_at_ms: int) -> PendingAttempt:
+        """The attempt to create the session `spec` describes."""
+        text = json.dumps(asdict(spec), default=str, sort_keys=True, separators=(",", ":"))
+        return cls(idempotency_key, text, started_at_ms)
+
+    def spec(self) -> CheckoutSpec:
+        """The spec to replay; `ValueError` when the stored text cannot be read back."""
+        try:
+            raw = json.loads(self.spec_json)
+            return CheckoutSpec(
+                company_id=uuid.UUID(raw["company_id"]),
+                reference=str(raw["reference"]),
+                ui_mode=UiMode(raw["ui_mode"]),
+                locale=str(raw["locale"]),
+                line_items=tuple(LineItem(**item) for item in raw["line_items"]),
+                article_type_ids=tuple(int(t) for t in raw["article_type_ids"]),
+                confirmation_url=str(raw["confirmation_url"]),
+                cancel_url=raw.get("cancel_url"),
+                stripe_account=raw.get("stripe_account"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"unreadable pending attempt: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ReferencePayment:
+    """The payment side of a reference: the one thing the transition function changes."""
+
+    state: PaymentState = PaymentState.PAYABLE
+    paid_session_id: str | None = None
+    processing_session_id: str | None = None
+    # Sessions paid after another one had already paid the reference (double payments).
+    extra_paid_session_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OpenSession:
+    """A session the registry believes may still be payable (kept on the reference's head)."""
+
+    session_id: str
     stripe_account: str | None
-    params_json: str
-    started_at: int
 
 
 @dataclass(frozen=True)
@@ -120,24 +213,27 @@ class SessionRecord:
 
     session_id: str
     status: SessionStatus
+    state: SessionState
     stripe_account: str | None
     created_at_ms: int
     ui_mode: str | None = None
     payment_status: str | None = None
     amount_total: int | None = None
     currency: str | None = None
+    payment_intent_id: str | None = None
+    customer_email: str | None = None
+    livemode: bool = False
 
 
 @dataclass(frozen=True)
 class ReferenceState:
-    """The registry's view of a reference: its sessions, the current one, any pending attempt."""
+    """The registry's whole view of a reference (operators, status answers)."""
 
     key: ReferenceKey
+    payment: ReferencePayment = field(default_factory=ReferencePayment)
     current_session_id: str | None = None
-    completed_session_id: str | None = None
-    pending_attempt: PendingAttempt | None = None
-    sessions: tuple[SessionRecord, ...] = field(default_factory=tuple)
-
-    def open_sessions(self) -> list[SessionRecord]:
-        """Sessions the registry believes may still be payable."""
-        return [s for s in self.sessions if s.status is SessionStatus.OPEN]
+    open_sessions: tuple[OpenSession, ...] = ()
+    pending_attempts: tuple[PendingAttempt, ...] = ()
+    lease_held: bool = False
+    sessions: tuple[SessionRecord, ...] = ()
+    owed_events: tuple[str, ...] = ()  # ids of booking events recorded but not yet published

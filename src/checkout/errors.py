@@ -1,9 +1,9 @@
-"""Errors the checkout use case reports to its callers.
+"""Errors the use cases report to their callers, and the one table of their HTTP statuses.
 
-Each class is one outcome of the contract (`shared/reference/contract.md`, Errors); the
-Lambda entry point maps them to HTTP statuses and the ServiceStack `ResponseStatus`
-body. Messages are shown to booking frontends as they are, so they never carry a
-secret, and they say plainly what happened.
+Each class is one outcome of the wire contract (`docs/contract.md`, Errors); the Lambda
+entry points turn them into the ServiceStack `ResponseStatus` body with the status that
+`http_status` gives. Messages are shown to booking frontends as they are, so they never
+carry a secret, and they say plainly what happened.
 """
 
 from __future__ import annotations
@@ -24,14 +24,48 @@ class FieldError:
     message: str
 
 
+# Every ErrorCode the service answers with, and its HTTP status. Field validation codes
+# (NotEmpty, InvalidUrl, ...) are all 400 and are not listed one by one.
+STATUS_BY_ERROR_CODE: dict[str, int] = {
+    "CheckoutNotConfigured": 400,
+    "InvalidSignature": 400,
+    "Forbidden": 403,
+    "NotFound": 404,
+    "MethodNotAllowed": 405,
+    "AlreadyPaid": 409,
+    "PaymentProcessing": 409,
+    "CheckoutInProgress": 409,
+    "TooManyCheckouts": 429,
+    "InternalError": 500,
+    "StripeRejected": 502,
+    "StripeError": 502,
+    "StripeUnreachable": 502,
+    "StripeCredentials": 502,
+    "StripeThrottled": 503,
+    "StripeTimeout": 504,
+    "AwsUnavailable": 503,
+    "AwsThrottled": 503,
+    "AwsTimeout": 504,
+}
+
+
 class CheckoutError(Exception):
-    """Base of the outcomes the entry point turns into a non-2xx response."""
+    """Base of the outcomes the entry points turn into a non-2xx response."""
 
     error_code: str = "CheckoutError"
+    # Seconds a client should wait before retrying (the `Retry-After` header), if any.
+    retry_after: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def http_status(error: CheckoutError) -> int:
+    """The HTTP status of an error, from the table above."""
+    if isinstance(error, InvalidRequest):
+        return 400
+    return STATUS_BY_ERROR_CODE[error.error_code]
 
 
 class InvalidRequest(CheckoutError):
@@ -46,7 +80,7 @@ class InvalidRequest(CheckoutError):
 
 
 class CheckoutNotConfigured(CheckoutError):
-    """No usable Stripe Checkout settings for the company (400).
+    """No usable Stripe Checkout settings for the company.
 
     Deliberately the same answer whether the company is unknown, disabled or has no
     Stripe settings, so the endpoint cannot be used to probe which companies exist.
@@ -58,8 +92,14 @@ class CheckoutNotConfigured(CheckoutError):
         super().__init__("Stripe Checkout is not configured for this company.")
 
 
+class NotFound(CheckoutError):
+    """The thing asked about does not exist for this caller (404)."""
+
+    error_code = "NotFound"
+
+
 class AlreadyPaid(CheckoutError):
-    """The reference already has a completed checkout (409)."""
+    """The reference is paid; it is not sold twice."""
 
     error_code = "AlreadyPaid"
 
@@ -67,31 +107,55 @@ class AlreadyPaid(CheckoutError):
         super().__init__("This reference already has a completed checkout; it cannot be paid again.")
 
 
+class PaymentProcessing(CheckoutError):
+    """A delayed payment (bank debit, transfer) for the reference is settling."""
+
+    error_code = "PaymentProcessing"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A payment for this reference is being processed; a new checkout is possible only if it fails."
+        )
+
+
 class CheckoutInProgress(CheckoutError):
-    """Another request is creating a checkout for the same reference right now (409)."""
+    """Another request is creating a checkout for the same reference right now."""
 
     error_code = "CheckoutInProgress"
+    retry_after = 1
 
     def __init__(self) -> None:
         super().__init__("Another checkout for this reference is in progress; try again shortly.")
 
 
+class TooManyCheckouts(CheckoutError):
+    """The reference asked for more new sessions in a minute than it may."""
+
+    error_code = "TooManyCheckouts"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many checkouts for this reference in the last minute; retry later.")
+        self.retry_after = retry_after
+
+
 class UpstreamFailure(CheckoutError):
     """Stripe or AWS failed, throttled or timed out after retries (502, 503 or 504).
 
-    `status` is the HTTP status to answer with; `stripe_request_id` is Stripe's
-    `req_...` id when Stripe answered, so support can find the call in Stripe's logs.
+    `stripe_request_id` is Stripe's `req_...` id when Stripe answered, so support can
+    find the call in Stripe's logs.
     """
 
-    def __init__(
-        self, status: int, error_code: str, message: str, stripe_request_id: str | None = None
-    ) -> None:
+    def __init__(self, error_code: str, message: str, stripe_request_id: str | None = None) -> None:
         if stripe_request_id:
             message = f"{message} (Stripe request id: {stripe_request_id})"
         super().__init__(message)
-        self.status = status
         self.error_code = error_code
         self.stripe_request_id = stripe_request_id
+
+    @property
+    def from_stripe(self) -> bool:
+        """True when Stripe (not AWS) failed."""
+        return self.error_code.startswith("Stripe")
 
 
 class StripeCredentialsUnusable(UpstreamFailure):
@@ -99,7 +163,6 @@ class StripeCredentialsUnusable(UpstreamFailure):
 
     def __init__(self) -> None:
         super().__init__(
-            502,
             "StripeCredentials",
             "Stripe refused the company's credentials, or they are missing; contact support.",
         )

@@ -2,7 +2,7 @@
 
 Powertools Logger writes structured JSON with the API Gateway request id as correlation
 id; Metrics writes CloudWatch EMF to stdout. The service name and namespace come from
-`POWERTOOLS_SERVICE_NAME` and `POWERTOOLS_METRICS_NAMESPACE` (defaults below), the level
+`POWERTOOLS_SERVICE_NAME` and `POWERTOOLS_METRICS_NAMESPACE` (defaults in `config`), the level
 from `POWERTOOLS_LOG_LEVEL`. Nothing here logs request bodies or Stripe responses: they
 hold client secrets.
 """
@@ -10,14 +10,16 @@ hold client secrets.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
-SERVICE_NAME = os.environ.get("POWERTOOLS_SERVICE_NAME") or "stripe-checkout"
-METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "BookingPayments"
+from checkout.config import Config
+
+_config = Config.from_env()
+SERVICE_NAME = _config.service_name
+METRICS_NAMESPACE = _config.metrics_namespace
 
 # A request that fails validation publishes no counters on the shared object (its
 # rejection is its own record), which is normal here, not worth a warning per request.

@@ -1,35 +1,40 @@
 """The checkout use case: one paid-for Checkout Session per reference, never one lost.
 
 `CheckoutService.create_checkout` validates a request against the company's settings
-and catalogue, expires the reference's earlier open sessions, creates the new session
-and records it. It talks only to the ports below; the adapters (DynamoDB, Secrets
-Manager, Stripe) live in their own modules and the tests use in-memory fakes.
+and catalogue, creates the new session while the reference's earlier open sessions are
+expired, and records it. It talks only to the ports below; the adapters (DynamoDB,
+Secrets Manager, Stripe) live in their own modules and the unit tests use fakes that
+pass the same contract tests.
 
 How the contract's invariant holds ("at most one open session per reference, the one
-recorded as current, and every created session recorded"):
+recorded as current, and every created session recorded"), in one Stripe and two
+DynamoDB round trips on the critical path:
 
-1. The reference's registry lease serialises requests (conditional write); a second
-   request gets 409 CheckoutInProgress instead of racing.
-2. Before Stripe is called, the exact create parameters and a fresh idempotency key are
-   stored as the reference's pending attempt. If the function dies after Stripe made the
-   session but before it was recorded, the next request replays that call: Stripe
-   answers with the same session, which is then recorded and expired.
-3. The new session is recorded and made current in one transaction that also clears the
-   pending attempt and checks the lease is still ours.
-4. Prior sessions are expired before a new one is created; one that turns out to be
-   complete stops the request with 409 AlreadyPaid and no new session.
+1. The reference is held as a unit of work (`registry.reference`): one conditional
+   write takes its lease, stores this request's pending attempt (the spec and a fresh
+   Stripe idempotency key) and returns the open sessions. A second request gets 409
+   CheckoutInProgress; a paid or settling reference gets 409 at once.
+2. The new session is created while the open ones (and any session a dead request left
+   behind, replayed from its attempt) are expired, all at the same time.
+3. If a prior turns out paid or settling, or could not be expired, the new session is
+   expired again (compensation) and the answer is what that prior demands; otherwise
+   the new session becomes current. Either way one transaction records every session,
+   the current pointer and the open set, and releases the lease.
+4. A crash anywhere leaves the attempt stored; the next request (or the reconciler)
+   replays it with its idempotency key, so Stripe answers with the same session, which
+   is then recorded and expired.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor, Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from checkout.contract import StripeCheckoutQueryResponse, StripeV1CreateCheckout, UiMode
 from checkout.domain import (
@@ -39,87 +44,66 @@ from checkout.domain import (
     CheckoutSpec,
     CompanySettings,
     LineItem,
+    Merchant,
+    OpenSession,
     PendingAttempt,
     ReferenceKey,
-    ReferenceState,
-    SessionStatus,
+    SessionRecord,
+    SessionState,
 )
 from checkout.errors import (
     AlreadyPaid,
+    CheckoutError,
     CheckoutInProgress,
     CheckoutNotConfigured,
     FieldError,
     InvalidRequest,
     LeaseLost,
-    StripeAuthRejected,
+    PaymentProcessing,
     StripeCredentialsUnusable,
     StripeRejected,
+    TooManyCheckouts,
     UpstreamFailure,
 )
 from checkout.locales import checkout_locale
 from checkout.observability import count, logger
+from checkout.reference_transitions import Transition
+from checkout.session_registry import ReferenceLease, SessionWrite
 from checkout.url_policy import is_allowed, url_problem
-
-_MAX_PARALLEL_EXPIRIES = 8
 
 
 class CompanyDirectory(Protocol):
     """Company settings and catalogue."""
 
-    def company_settings(self, company_id: uuid.UUID) -> CompanySettings | None: ...
-
-    def articles(self, company_id: uuid.UUID, keys: Iterable[ArticleKey]) -> dict[ArticleKey, Article]: ...
-
-
-class StripeKeys(Protocol):
-    """Stripe secret keys by secret name."""
-
-    def get(self, secret_name: str, *, refresh: bool = False) -> str: ...
+    def catalogue(
+        self, company_id: uuid.UUID, keys: Iterable[ArticleKey]
+    ) -> tuple[CompanySettings | None, dict[ArticleKey, Article]]: ...
 
 
 class PaymentGateway(Protocol):
-    """Stripe Checkout Sessions."""
+    """Stripe Checkout Sessions, under a merchant's key and account."""
+
+    def prefetch_key(self, merchant: Merchant) -> None: ...
 
     def create_session(
-        self, api_key: str, stripe_account: str | None, params_json: str, idempotency_key: str
+        self, merchant: Merchant, spec: CheckoutSpec, idempotency_key: str
     ) -> CheckoutSession: ...
 
-    def retrieve_session(
-        self, api_key: str, stripe_account: str | None, session_id: str
-    ) -> CheckoutSession: ...
+    def retrieve_session(self, merchant: Merchant, session_id: str) -> CheckoutSession: ...
 
-    def expire_session(
-        self, api_key: str, stripe_account: str | None, session_id: str
-    ) -> CheckoutSession: ...
+    def expire_session(self, merchant: Merchant, session_id: str) -> CheckoutSession: ...
 
 
 class SessionRegistry(Protocol):
-    """Leases and session records per reference."""
+    """Sessions per reference, held one checkout at a time."""
 
-    def acquire(self, key: ReferenceKey, owner: str) -> ReferenceState: ...
+    def reference(
+        self, key: ReferenceKey, attempt: PendingAttempt
+    ) -> AbstractContextManager[ReferenceLease]: ...
 
-    def release(self, key: ReferenceKey, owner: str) -> None: ...
+    def apply_news(self, key: ReferenceKey, session: CheckoutSession) -> Transition | None: ...
 
-    def save_attempt(self, key: ReferenceKey, owner: str, attempt: PendingAttempt) -> None: ...
-
-    def clear_attempt(self, key: ReferenceKey, owner: str) -> None: ...
-
-    def record_session(
-        self,
-        key: ReferenceKey,
-        owner: str,
-        session: CheckoutSession,
-        stripe_account: str | None,
-        ui_mode: str,
-        *,
-        make_current: bool,
-    ) -> None: ...
-
-    def record_orphan(
-        self, key: ReferenceKey, session: CheckoutSession, stripe_account: str | None, ui_mode: str
-    ) -> None: ...
-
-    def update_status(self, key: ReferenceKey, session: CheckoutSession) -> None: ...
+    def find_session(self, session_id: str) -> tuple[ReferenceKey, SessionRecord] | None: ...
 
 
 @dataclass(frozen=True)
@@ -157,47 +141,78 @@ def idempotency_key(key: ReferenceKey) -> str:
     return f"checkout-{digest}-{uuid.uuid4().hex}"
 
 
+@dataclass(frozen=True)
+class _Replayed:
+    """What became of an attempt a dead request left behind."""
+
+    attempt: PendingAttempt
+    created: CheckoutSession | None = None  # None: nothing was (or will be) created
+    final: CheckoutSession | None = None  # its state after we expired it
+    failure: UpstreamFailure | None = None  # Stripe failed: the attempt stays for later
+
+
 class CheckoutService:
     """The StripeV1CreateCheckout use case."""
 
     def __init__(
         self,
         directory: CompanyDirectory,
-        keys: StripeKeys,
         gateway: PaymentGateway,
         registry: SessionRegistry,
-        session_params: Callable[[CheckoutSpec], dict[str, Any]],
+        executor: Executor,
+        *,
+        secret_name_prefix: str,
+        sessions_per_minute: int = 10,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._directory = directory
-        self._keys = keys
         self._gateway = gateway
         self._registry = registry
-        self._session_params = session_params
+        self._executor = executor
+        self._secret_name_prefix = secret_name_prefix
+        self._sessions_per_minute = sessions_per_minute
         self._clock = clock
 
+    @property
+    def directory(self) -> CompanyDirectory:
+        """The company directory, shared with the other use cases."""
+        return self._directory
+
+    @property
+    def gateway(self) -> PaymentGateway:
+        """The Stripe gateway, shared with the other use cases."""
+        return self._gateway
+
+    @property
+    def registry(self) -> SessionRegistry:
+        """The session registry, shared with the other use cases."""
+        return self._registry
+
     def create_checkout(self, request: StripeV1CreateCheckout) -> CheckoutResult:
-        """Expire the reference's open sessions and create, record and return a new one."""
+        """Create, record and return a new session; expire the reference's open ones."""
         if request.ui_mode is UiMode.EMBEDDED and request.cancel_url is not None:
             raise InvalidRequest(
                 [_field("NotAllowed", "CancelUrl", "is not allowed when 'UiMode' is embedded")]
             )
-        settings = self._directory.company_settings(request.company_id)
+        # On a cold container the key is fetched while the settings are read (checkout-admin
+        # stores it under this name); on a warm one both come from the cache.
+        self._gateway.prefetch_key(Merchant(f"{self._secret_name_prefix}{request.company_id}"))
+        keys = [ArticleKey(a.article_type_id, a.article_id) for a in request.articles]
+        settings, catalogue = self._directory.catalogue(request.company_id, keys)
         if settings is None or not settings.checkout_enabled:
             raise CheckoutNotConfigured()
-        spec = self._spec(request, settings)
-        params_json = json.dumps(self._session_params(spec), sort_keys=True, separators=(",", ":"))
+        spec = self._spec(request, settings, keys, catalogue)
 
         key = ReferenceKey(request.company_id, request.internal_reference_id)
-        owner = uuid.uuid4().hex
-        state = self._registry.acquire(key, owner)
+        attempt = PendingAttempt.of(idempotency_key(key), spec, int(self._clock() * 1000))
         try:
-            session, expired = self._checkout_under_lease(state, owner, settings, spec, params_json)
+            with self._registry.reference(key, attempt) as ref:
+                self._check_rate(ref)
+                session, expired = self._checkout(ref, settings, spec)
         except LeaseLost:
-            # Our lease passed to another request: it now owns the reference.
+            # Our lease ran out and passed to another request, which now owns the
+            # reference and will replay our attempt.
             raise CheckoutInProgress() from None
-        finally:
-            self._registry.release(key, owner)
         count("SessionsCreated")
         count("SessionsExpired", expired)
         logger.info(
@@ -206,9 +221,23 @@ class CheckoutService:
         )
         return CheckoutResult(session, settings.stripe_account, expired)
 
+    def _check_rate(self, ref: ReferenceLease) -> None:
+        now_ms = int(self._clock() * 1000)
+        recent = ref.creations_within(now_ms)
+        if len(recent) >= self._sessions_per_minute:
+            ref.release(keep_attempts=ref.stale_attempts)  # ours never reached Stripe
+            retry_after = max(1, (min(recent) + 60_000 - now_ms + 999) // 1000)
+            raise TooManyCheckouts(retry_after)
+
     # -- validation against the company -------------------------------------------------
 
-    def _spec(self, request: StripeV1CreateCheckout, settings: CompanySettings) -> CheckoutSpec:
+    def _spec(
+        self,
+        request: StripeV1CreateCheckout,
+        settings: CompanySettings,
+        keys: list[ArticleKey],
+        catalogue: Mapping[ArticleKey, Article],
+    ) -> CheckoutSpec:
         errors: list[FieldError] = []
         confirmation = request.confirmation_url or settings.default_confirmation_url
         if confirmation is None:
@@ -225,8 +254,6 @@ class CheckoutService:
             if request.cancel_url is not None:
                 errors.extend(self._url_errors("CancelUrl", request.cancel_url, settings))
 
-        keys = [ArticleKey(a.article_type_id, a.article_id) for a in request.articles]
-        catalogue = self._directory.articles(settings.company_id, keys)
         line_items: list[LineItem] = []
         for index, (wanted, key) in enumerate(zip(request.articles, keys, strict=True)):
             article = catalogue.get(key)
@@ -273,148 +300,193 @@ class CheckoutService:
             return [_field("UrlNotAllowed", name, "is not an allowed URL for this company")]
         return []
 
-    # -- the registry-protected part ----------------------------------------------------
+    # -- the reference-held part --------------------------------------------------------
 
-    def _checkout_under_lease(
-        self,
-        state: ReferenceState,
-        owner: str,
-        settings: CompanySettings,
-        spec: CheckoutSpec,
-        params_json: str,
+    def _checkout(
+        self, ref: ReferenceLease, settings: CompanySettings, spec: CheckoutSpec
     ) -> tuple[CheckoutSession, int]:
-        if state.completed_session_id is not None:
-            raise AlreadyPaid()
-        prior = [(s.session_id, s.stripe_account) for s in state.open_sessions()]
-        if state.pending_attempt is not None:
-            recovered = self._recover(state, owner, settings)
-            if recovered is not None and recovered.status is SessionStatus.OPEN:
-                prior.append((recovered.id, state.pending_attempt.stripe_account))
-            elif recovered is not None and recovered.status is SessionStatus.COMPLETE:
-                self._registry.update_status(state.key, recovered)
-                raise AlreadyPaid()
-
-        expired = self._expire_all(state.key, settings, prior)
-
-        attempt = PendingAttempt(
-            idempotency_key=idempotency_key(state.key),
-            stripe_account=spec.stripe_account,
-            params_json=params_json,
-            started_at=int(self._clock()),
+        merchant = settings.merchant
+        creating = self._executor.submit(
+            self._gateway.create_session, merchant, spec, ref.attempt.idempotency_key
         )
-        self._registry.save_attempt(state.key, owner, attempt)
-        try:
-            session = self._with_key(
-                settings,
-                lambda api_key: self._gateway.create_session(
-                    api_key, spec.stripe_account, params_json, attempt.idempotency_key
-                ),
+        expiring = {
+            prior.session_id: self._executor.submit(
+                self._gateway.expire_session,
+                Merchant(settings.stripe_secret_name, prior.stripe_account),
+                prior.session_id,
             )
-        except (StripeRejected, StripeCredentialsUnusable):
-            # A definite refusal created nothing, so there is nothing to replay.
-            self._registry.clear_attempt(state.key, owner)
-            raise
-        self._record_new(state, owner, settings, spec, session)
-        return session, expired
+            for prior in ref.open_sessions
+        }
+        replaying = [
+            self._executor.submit(self._replay, settings.stripe_secret_name, stale)
+            for stale in ref.stale_attempts
+        ]
 
-    def _record_new(
-        self,
-        state: ReferenceState,
-        owner: str,
-        settings: CompanySettings,
-        spec: CheckoutSpec,
-        session: CheckoutSession,
-    ) -> None:
-        try:
-            self._registry.record_session(
-                state.key, owner, session, spec.stripe_account, spec.ui_mode.value, make_current=True
+        writes, still_open, news, failures, keep = self._gather(ref, expiring, replaying)
+        created = _outcome(creating)
+        if isinstance(created, UpstreamFailure):
+            if not isinstance(created, StripeRejected | StripeCredentialsUnusable):
+                keep.append(ref.attempt)  # Stripe may have acted: replay it next time
+            ref.commit(writes, current_session_id=None, open_sessions=still_open, keep_attempts=keep)
+            self._apply(ref, news)
+            raise created
+
+        blocker: CheckoutError | None = None
+        if any(s.state is SessionState.PAID for s in news):
+            blocker = AlreadyPaid()
+        elif news:
+            blocker = PaymentProcessing()
+        elif failures:
+            blocker = failures[0]
+        if blocker is None:
+            new = SessionWrite(
+                created,
+                spec.stripe_account,
+                spec.ui_mode.value,
+                created=True,
+                created_at_ms=ref.attempt.started_at_ms,
             )
-        except LeaseLost:
-            # We outlived our lease (only possible if the lease is shorter than the
-            # function timeout): another request may now own the reference, so this
-            # session must neither stay open nor go unrecorded.
-            logger.error("Lease lost before the new session was recorded", extra={"session_id": session.id})
-            self._registry.record_orphan(state.key, session, spec.stripe_account, spec.ui_mode.value)
-            final = self._expire_one(settings, session.id, spec.stripe_account)
-            self._registry.update_status(state.key, final)
-            raise CheckoutInProgress() from None
-        except UpstreamFailure:
-            # The registry is unreachable. The pending attempt still names this session,
-            # so the next request will recover it; closing it now keeps it from being
-            # paid in the meantime.
             try:
-                self._expire_one(settings, session.id, spec.stripe_account)
-            except UpstreamFailure:
-                logger.warning("Could not expire an unrecorded session", extra={"session_id": session.id})
-            raise
+                ref.commit(
+                    [*writes, new],
+                    current_session_id=created.id,
+                    open_sessions=[*still_open, OpenSession(created.id, spec.stripe_account)],
+                    keep_attempts=keep,
+                )
+            except (LeaseLost, UpstreamFailure) as exc:
+                self._unrecorded(ref, merchant, new, lost_lease=isinstance(exc, LeaseLost))
+                raise
+            return created, sum(1 for w in writes if w.session.state is SessionState.EXPIRED)
 
-    def _recover(
-        self, state: ReferenceState, owner: str, settings: CompanySettings
-    ) -> CheckoutSession | None:
-        attempt = state.pending_attempt
-        assert attempt is not None
-        logger.warning("Replaying an unfinished checkout attempt", extra={"started_at": attempt.started_at})
-        try:
-            session = self._with_key(
-                settings,
-                lambda api_key: self._gateway.create_session(
-                    api_key, attempt.stripe_account, attempt.params_json, attempt.idempotency_key
-                ),
+        # Compensation: a prior stands in the way, so the new session must not stay open.
+        final = self._expire_new(merchant, created)
+        writes.append(
+            SessionWrite(
+                final,
+                spec.stripe_account,
+                spec.ui_mode.value,
+                created=True,
+                created_at_ms=ref.attempt.started_at_ms,
             )
+        )
+        if final.state is SessionState.OPEN:
+            still_open.append(OpenSession(final.id, spec.stripe_account))
+        ref.commit(writes, current_session_id=None, open_sessions=still_open, keep_attempts=keep)
+        self._apply(ref, news)
+        raise blocker
+
+    def _gather(
+        self,
+        ref: ReferenceLease,
+        expiring: dict[str, Future[CheckoutSession]],
+        replaying: list[Future[_Replayed]],
+    ) -> tuple[
+        list[SessionWrite],
+        list[OpenSession],
+        list[CheckoutSession],
+        list[UpstreamFailure],
+        list[PendingAttempt],
+    ]:
+        """What became of the priors and the replayed attempts: the records to write, the
+        sessions still open, the news for the transition function, failures, attempts to keep."""
+        writes: list[SessionWrite] = []
+        still_open: list[OpenSession] = []
+        news: list[CheckoutSession] = []  # priors that turned out paid or settling
+        failures: list[UpstreamFailure] = []
+        keep: list[PendingAttempt] = []
+        for prior in ref.open_sessions:
+            outcome = _outcome(expiring[prior.session_id])
+            if isinstance(outcome, UpstreamFailure):
+                failures.append(outcome)
+                still_open.append(prior)
+            elif outcome.state is SessionState.EXPIRED:
+                writes.append(SessionWrite(outcome, prior.stripe_account))
+            else:
+                news.append(outcome)
+        for future in replaying:
+            replayed = future.result()
+            if replayed.failure is not None:
+                failures.append(replayed.failure)
+                keep.append(replayed.attempt)
+            elif replayed.created is not None:
+                writes.append(self._replayed_write(replayed, still_open, news))
+        return writes, still_open, news, failures, keep
+
+    def _replayed_write(
+        self, replayed: _Replayed, still_open: list[OpenSession], news: list[CheckoutSession]
+    ) -> SessionWrite:
+        assert replayed.created is not None
+        spec = replayed.attempt.spec()
+        final = replayed.final
+        logger.warning(
+            "Recovered a session an unfinished request had created", extra={"session_id": replayed.created.id}
+        )
+        if final is None:  # Stripe failed to expire it: it stays open, recorded, not current
+            still_open.append(OpenSession(replayed.created.id, spec.stripe_account))
+            final = replayed.created
+        elif final.state is not SessionState.EXPIRED:
+            news.append(final)  # recorded as created; the transition records the rest
+            final = replayed.created
+        return SessionWrite(
+            final,
+            spec.stripe_account,
+            spec.ui_mode.value,
+            created=True,
+            created_at_ms=replayed.attempt.started_at_ms,
+        )
+
+    def _replay(self, secret_name: str, attempt: PendingAttempt) -> _Replayed:
+        """Replay a dead request's create (Stripe answers with the session it made then)
+        and expire the result; an attempt that cannot be replayed is dropped."""
+        try:
+            spec = attempt.spec()
+        except ValueError:
+            logger.error(
+                "Dropped an unreadable pending attempt", extra={"started_at_ms": attempt.started_at_ms}
+            )
+            return _Replayed(attempt)
+        merchant = Merchant(secret_name, spec.stripe_account)
+        try:
+            created = self._gateway.create_session(merchant, spec, attempt.idempotency_key)
         except StripeRejected:
-            self._registry.clear_attempt(state.key, owner)
-            return None
-        ui_mode = str(json.loads(attempt.params_json).get("ui_mode", ""))
-        self._registry.record_session(
-            state.key, owner, session, attempt.stripe_account, ui_mode, make_current=False
-        )
-        return session
-
-    def _expire_one(
-        self, settings: CompanySettings, session_id: str, stripe_account: str | None
-    ) -> CheckoutSession:
-        return self._with_key(
-            settings, lambda api_key: self._gateway.expire_session(api_key, stripe_account, session_id)
-        )
-
-    def _expire_all(
-        self, key: ReferenceKey, settings: CompanySettings, sessions: list[tuple[str, str | None]]
-    ) -> int:
-        """Expire the given sessions concurrently and record what Stripe says of each."""
-        if not sessions:
-            return 0
-        if len(sessions) == 1:
-            outcomes: list[CheckoutSession | UpstreamFailure] = [
-                self._expire_or_failure(settings, *sessions[0])
-            ]
-        else:
-            with ThreadPoolExecutor(max_workers=min(_MAX_PARALLEL_EXPIRIES, len(sessions))) as pool:
-                outcomes = list(pool.map(lambda s: self._expire_or_failure(settings, *s), sessions))
-        failures = [o for o in outcomes if isinstance(o, UpstreamFailure)]
-        finals = [o for o in outcomes if isinstance(o, CheckoutSession)]
-        for final in finals:
-            self._registry.update_status(key, final)
-        if failures:
-            raise failures[0]
-        if any(s.status is SessionStatus.COMPLETE for s in finals):
-            raise AlreadyPaid()
-        return sum(1 for s in finals if s.status is SessionStatus.EXPIRED)
-
-    def _expire_or_failure(
-        self, settings: CompanySettings, session_id: str, stripe_account: str | None
-    ) -> CheckoutSession | UpstreamFailure:
-        try:
-            return self._expire_one(settings, session_id, stripe_account)
+            return _Replayed(attempt)  # a definite refusal: nothing was created
         except UpstreamFailure as failure:
-            return failure
+            return _Replayed(attempt, failure=failure)
+        try:
+            return _Replayed(attempt, created, self._gateway.expire_session(merchant, created.id))
+        except UpstreamFailure:
+            return _Replayed(attempt, created)
 
-    def _with_key[T](self, settings: CompanySettings, call: Callable[[str], T]) -> T:
-        """Run a Stripe call with the company's key; after a refusal, once more with a fresh key."""
+    def _unrecorded(
+        self, ref: ReferenceLease, merchant: Merchant, new: SessionWrite, *, lost_lease: bool
+    ) -> None:
+        """The new session could not be recorded: close it so it cannot be paid unseen.
+
+        Its attempt stays on the reference, so whoever holds the reference next replays
+        and records it. With the lease lost, that may already have happened, so the
+        session's record is written at once as well.
+        """
+        logger.error("The new session could not be recorded", extra={"session_id": new.session.id})
+        final = self._expire_new(merchant, new.session)
+        if lost_lease:
+            ref.record_unleased(SessionWrite(final, new.stripe_account, new.ui_mode, created=True))
+
+    def _expire_new(self, merchant: Merchant, session: CheckoutSession) -> CheckoutSession:
         try:
-            return call(self._keys.get(settings.stripe_secret_name))
-        except StripeAuthRejected:
-            pass
-        try:
-            return call(self._keys.get(settings.stripe_secret_name, refresh=True))
-        except StripeAuthRejected:
-            raise StripeCredentialsUnusable() from None
+            return self._gateway.expire_session(merchant, session.id)
+        except UpstreamFailure:
+            logger.warning(
+                "Could not expire a session created beside a blocking prior", extra={"session_id": session.id}
+            )
+            return session
+
+    def _apply(self, ref: ReferenceLease, news: list[CheckoutSession]) -> None:
+        for session in news:
+            self._registry.apply_news(ref.key, session)
+
+
+def _outcome(future: Future[CheckoutSession]) -> CheckoutSession | UpstreamFailure:
+    try:
+        return future.result()
+    except UpstreamFailure as failure:
+        return failure

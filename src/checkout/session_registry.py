@@ -1,57 +1,165 @@
 """The session registry in DynamoDB: every Checkout Session the service created, per reference.
 
 Stripe cannot list Checkout Sessions by `client_reference_id` or metadata, so this table
-is how the service knows which sessions of a reference to expire. Key layout:
-`dynamodb_layout`.
+is how the service knows which sessions of a reference are open. Key layout and
+attributes: `dynamodb_layout`.
 
-Serialisation is by a lease on the reference's head item, taken with a conditional
-write: a Lambda fleet shares nothing but the table, so an in-process lock would not do.
-Every write made under the lease is conditioned on still holding it. The lease lasts
-longer than the Lambda timeout (`CHECKOUT_LEASE_SECONDS`), so it can only be taken over
-from an invocation that is no longer running; a crashed holder blocks the reference for
-at most that long.
+A checkout works on a reference as a unit of work, `with registry.reference(key,
+attempt) as ref: ... ref.commit(...)`, which costs two DynamoDB round trips:
+
+1. One conditional UpdateItem on the reference's head item takes the lease, appends the
+   request's pending attempt and returns the head (ALL_NEW): the open sessions (kept on
+   the head, so the history is never queried), the current one, and attempts left by
+   requests that died. When the condition fails, `ReturnValuesOnConditionCheckFailure`
+   tells "paid" and "settling" from "another request holds it" without another read.
+2. One TransactWriteItems records the new session, the priors' new states and the
+   current pointer, drops the resolved attempts and releases the lease, on condition
+   that the lease is still ours.
+
+A Lambda fleet shares nothing but the table, so an in-process lock would not do. The
+lease lasts longer than the Lambda timeout (`CHECKOUT_LEASE_SECONDS`), so it can only
+be taken over from an invocation that is no longer running. A request that leaves the
+block without committing gives the lease back and keeps its attempt, so the next
+request replays it. Retried writes recognise their own lease (`lease_owner = :owner`),
+so an answer lost on the way back does not lock the reference.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from botocore.exceptions import ClientError
 
 from checkout import dynamodb_layout as layout
 from checkout.aws_clients import aws_errors, from_item, to_item
 from checkout.domain import (
     CheckoutSession,
+    OpenSession,
+    PaymentState,
     PendingAttempt,
     ReferenceKey,
+    ReferencePayment,
     ReferenceState,
     SessionRecord,
+    SessionState,
     SessionStatus,
 )
-from checkout.errors import CheckoutInProgress, LeaseLost
+from checkout.errors import (
+    AlreadyPaid,
+    CheckoutError,
+    CheckoutInProgress,
+    LeaseLost,
+    PaymentProcessing,
+    UpstreamFailure,
+)
+from checkout.reference_transitions import Transition, event_detail, transition
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 _SERVICE = "DynamoDB"
-_LEASE_HELD_BY = "lease_owner = :owner"
+_CREATION_WINDOW_MS = 60_000
+_APPLY_ATTEMPTS = 6  # optimistic retries when another writer changed the reference meanwhile
 
 
-class _AlreadyFinal(Exception):
-    """The session was no longer open when its status was to be updated."""
+class _Conflict(Exception):
+    """The reference or the session changed between reading and writing."""
 
 
-def _attempt(raw: Any) -> PendingAttempt | None:
-    if not isinstance(raw, dict):
-        return None
-    return PendingAttempt(
-        idempotency_key=str(raw["idempotency_key"]),
-        stripe_account=raw.get("stripe_account"),
-        params_json=str(raw["params_json"]),
-        started_at=int(Decimal(raw.get("started_at", 0))),
+def _attempts(raw: Any) -> tuple[PendingAttempt, ...]:
+    found: dict[str, PendingAttempt] = {}
+    for item in raw if isinstance(raw, list) else []:
+        key = str(item.get("idempotency_key", ""))
+        if key and key not in found:  # a retried lease write appends its attempt twice
+            found[key] = PendingAttempt(key, str(item.get("spec", "")), int(item.get("started_at_ms", 0)))
+    return tuple(found.values())
+
+
+def _payment(head: dict[str, Any]) -> ReferencePayment:
+    return ReferencePayment(
+        state=PaymentState(head.get("payment_state", PaymentState.PAYABLE.value)),
+        paid_session_id=head.get("paid_session_id"),
+        processing_session_id=head.get("processing_session_id"),
+        extra_paid_session_ids=tuple(head.get("extra_paid_session_ids", ())),
     )
+
+
+def _open_sessions(head: dict[str, Any]) -> tuple[OpenSession, ...]:
+    sessions = head.get("open_sessions") or {}
+    return tuple(
+        OpenSession(sid, (info or {}).get("stripe_account")) for sid, info in sorted(sessions.items())
+    )
+
+
+def refusal(head: dict[str, Any]) -> CheckoutError:
+    """Why a lease could not be taken, from the head as it was."""
+    state = head.get("payment_state")
+    if state == PaymentState.PAID.value:
+        return AlreadyPaid()
+    if state == PaymentState.PROCESSING.value:
+        return PaymentProcessing()
+    return CheckoutInProgress()
+
+
+@dataclass(frozen=True)
+class SessionWrite:
+    """A session to record (created now or recovered) or to update after Stripe expired it."""
+
+    session: CheckoutSession
+    stripe_account: str | None
+    ui_mode: str | None = None
+    created: bool = False
+    created_at_ms: int | None = None  # when its attempt started; orders the history
+
+
+@dataclass
+class ReferenceLease:
+    """A reference held by one request: what the head said when the lease was taken."""
+
+    key: ReferenceKey
+    owner: str
+    attempt: PendingAttempt
+    current_session_id: str | None
+    open_sessions: tuple[OpenSession, ...]
+    stale_attempts: tuple[PendingAttempt, ...]
+    recent_creations_ms: tuple[int, ...]
+    _registry: DynamoSessionRegistry
+    committed: bool = field(default=False, init=False)
+
+    def creations_within(self, now_ms: int, window_ms: int = _CREATION_WINDOW_MS) -> list[int]:
+        """When the reference's sessions of the last `window_ms` were created."""
+        return [t for t in self.recent_creations_ms if t > now_ms - window_ms]
+
+    def commit(
+        self,
+        sessions: Sequence[SessionWrite],
+        *,
+        current_session_id: str | None,
+        open_sessions: Sequence[OpenSession],
+        keep_attempts: Sequence[PendingAttempt] = (),
+    ) -> None:
+        """Record sessions, the current pointer and the open set, and release the lease.
+
+        `keep_attempts` are attempts whose outcome is still unknown (Stripe timed out):
+        they stay for the next request to replay. `LeaseLost` when the lease passed on;
+        nothing is written then.
+        """
+        self._registry._commit(self, sessions, current_session_id, open_sessions, keep_attempts)
+        self.committed = True
+
+    def record_unleased(self, write: SessionWrite) -> None:
+        """Record a session after the lease was lost, so it is never missing from the history."""
+        self._registry._record_unleased(self.key, write)
+
+    def release(self, keep_attempts: Sequence[PendingAttempt]) -> None:
+        """Give the lease back without recording anything; keep unresolved attempts."""
+        self._registry._release(self, keep_attempts)
+        self.committed = True
 
 
 class DynamoSessionRegistry:
@@ -68,29 +176,42 @@ class DynamoSessionRegistry:
     def _head_key(self, key: ReferenceKey) -> dict[str, Any]:
         return to_item({layout.PK: layout.reference_pk(key), layout.SK: layout.HEAD_SK})
 
-    def _update_head(self, key: ReferenceKey, owner: str, expression: str, values: dict[str, Any]) -> None:
-        with aws_errors(_SERVICE, on_condition_failed=LeaseLost):
-            self._client.update_item(
-                TableName=self._table,
-                Key=self._head_key(key),
-                UpdateExpression=expression,
-                ConditionExpression=_LEASE_HELD_BY,
-                ExpressionAttributeValues=to_item({":owner": owner, **values}),
-            )
+    @contextmanager
+    def reference(self, key: ReferenceKey, attempt: PendingAttempt) -> Iterator[ReferenceLease]:
+        """Hold the reference for one checkout; see the module docstring.
 
-    def acquire(self, key: ReferenceKey, owner: str) -> ReferenceState:
-        """Take the reference's lease and return its state; `CheckoutInProgress` when another holds it."""
-        now = self._clock()
-        now_ms = int(now * 1000)
-        with aws_errors(_SERVICE, on_condition_failed=CheckoutInProgress):
-            self._client.update_item(
+        Raises `AlreadyPaid`, `PaymentProcessing` or `CheckoutInProgress` when it cannot
+        be held. Leaving the block without `commit` releases the lease and keeps every
+        pending attempt (the request's own included) for the next request to replay.
+        """
+        lease = self._take(key, attempt)
+        try:
+            yield lease
+        finally:
+            if not lease.committed:
+                self._release(lease, (*lease.stale_attempts, lease.attempt))
+
+    def _take(self, key: ReferenceKey, attempt: PendingAttempt) -> ReferenceLease:
+        now_ms = int(self._clock() * 1000)
+        owner = uuid.uuid4().hex
+
+        def refused(exc: ClientError) -> Exception:
+            return refusal(from_item(cast("dict[str, Any]", exc.response.get("Item") or {})))
+
+        with aws_errors(_SERVICE, on_condition_failed=refused):
+            response = self._client.update_item(
                 TableName=self._table,
                 Key=self._head_key(key),
                 UpdateExpression=(
                     "SET lease_owner = :owner, lease_expires_at_ms = :expires, company_id = :company, "
-                    "#reference = :reference, updated_at = :now"
+                    "#reference = :reference, updated_at_ms = :now, "
+                    "attempts = list_append(if_not_exists(attempts, :none), :attempt) ADD version :one"
                 ),
-                ConditionExpression="attribute_not_exists(lease_owner) OR lease_expires_at_ms < :now_ms",
+                ConditionExpression=(
+                    "(attribute_not_exists(lease_owner) OR lease_expires_at_ms < :now"
+                    " OR lease_owner = :owner)"
+                    " AND (attribute_not_exists(payment_state) OR payment_state = :payable)"
+                ),
                 ExpressionAttributeNames={"#reference": "reference"},
                 ExpressionAttributeValues=to_item(
                     {
@@ -98,20 +219,300 @@ class DynamoSessionRegistry:
                         ":expires": now_ms + self._lease_seconds * 1000,
                         ":company": str(key.company_id),
                         ":reference": key.reference,
-                        ":now": int(now),
-                        ":now_ms": now_ms,
+                        ":now": now_ms,
+                        ":none": [],
+                        ":attempt": [_attempt_item(attempt)],
+                        ":payable": PaymentState.PAYABLE.value,
+                        ":one": 1,
                     }
                 ),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        return self.load(key)
+        head = from_item(response.get("Attributes", {}))
+        stale = tuple(
+            a for a in _attempts(head.get("attempts")) if a.idempotency_key != attempt.idempotency_key
+        )
+        return ReferenceLease(
+            key=key,
+            owner=owner,
+            attempt=attempt,
+            current_session_id=head.get("current_session_id"),
+            open_sessions=_open_sessions(head),
+            stale_attempts=stale,
+            recent_creations_ms=tuple(int(t) for t in head.get("recent_creations_ms", ())),
+            _registry=self,
+        )
 
-    def release(self, key: ReferenceKey, owner: str) -> None:
-        """Give the lease back; a lease already taken over is left alone."""
-        with contextlib.suppress(LeaseLost):
-            self._update_head(key, owner, "REMOVE lease_owner, lease_expires_at_ms", {})
+    def _release(self, lease: ReferenceLease, keep_attempts: Sequence[PendingAttempt]) -> None:
+        try:
+            with aws_errors(_SERVICE, on_condition_failed=lambda _: LeaseLost()):
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=self._head_key(lease.key),
+                    UpdateExpression=(
+                        "SET attempts = :attempts, updated_at_ms = :now "
+                        "REMOVE lease_owner, lease_expires_at_ms ADD version :one"
+                    ),
+                    ConditionExpression="lease_owner = :owner",
+                    ExpressionAttributeValues=to_item(
+                        {
+                            ":owner": lease.owner,
+                            ":attempts": [_attempt_item(a) for a in keep_attempts],
+                            ":now": int(self._clock() * 1000),
+                            ":one": 1,
+                        }
+                    ),
+                )
+        except LeaseLost:
+            pass  # another request holds the reference now; it has our attempts too
+
+    def _commit(
+        self,
+        lease: ReferenceLease,
+        sessions: Sequence[SessionWrite],
+        current_session_id: str | None,
+        open_sessions: Sequence[OpenSession],
+        keep_attempts: Sequence[PendingAttempt],
+    ) -> None:
+        now_ms = int(self._clock() * 1000)
+        items: list[Any] = [self._session_write(lease.key, w, now_ms) for w in sessions]
+        created = [now_ms for w in sessions if w.created and w.session.id == current_session_id]
+        recent = [*lease.creations_within(now_ms), *created]
+        values: dict[str, Any] = {
+            ":owner": lease.owner,
+            ":open": {s.session_id: to_open_info(s) for s in open_sessions},
+            ":attempts": [_attempt_item(a) for a in keep_attempts],
+            ":recent": recent,
+            ":now": now_ms,
+            ":one": 1,
+        }
+        expression = (
+            "SET open_sessions = :open, attempts = :attempts, recent_creations_ms = :recent,"
+            " updated_at_ms = :now"
+        )
+        if current_session_id is not None:
+            expression += ", current_session_id = :current"
+            values[":current"] = current_session_id
+        items.append(
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": self._head_key(lease.key),
+                    "UpdateExpression": expression
+                    + " REMOVE lease_owner, lease_expires_at_ms ADD version :one",
+                    "ConditionExpression": "lease_owner = :owner",
+                    "ExpressionAttributeValues": to_item(values),
+                }
+            }
+        )
+        with aws_errors(_SERVICE, on_condition_failed=lambda _: LeaseLost()):
+            self._client.transact_write_items(
+                TransactItems=items, ClientRequestToken=f"{lease.owner}-{now_ms}"[:36]
+            )
+
+    def _record_unleased(self, key: ReferenceKey, write: SessionWrite) -> None:
+        put = self._session_write(key, write, int(self._clock() * 1000))["Put"]
+        with aws_errors(_SERVICE):
+            self._client.put_item(**put)
+
+    def _session_write(self, key: ReferenceKey, write: SessionWrite, now_ms: int) -> dict[str, Any]:
+        session = write.session
+        state = session.state
+        attributes: dict[str, Any] = {
+            "status": session.status.value,
+            "state": state.value,
+            "payment_status": session.payment_status,
+            "payment_intent_id": session.payment_intent_id,
+            "customer_email": session.customer_email,
+            "updated_at_ms": now_ms,
+        }
+        if write.created:
+            item = {
+                layout.PK: layout.reference_pk(key),
+                layout.SK: layout.session_sk(session.id),
+                layout.SESSION_ID: session.id,
+                "company_id": str(key.company_id),
+                "reference": key.reference,
+                "ui_mode": write.ui_mode,
+                "stripe_account": write.stripe_account,
+                "amount_total": session.amount_total,
+                "currency": session.currency,
+                "livemode": session.livemode,
+                "created_at_ms": write.created_at_ms or now_ms,
+                **attributes,
+            }
+            return {"Put": {"TableName": self._table, "Item": to_item(item)}}
+        # Stripe's word on a session it just expired or completed is final: no condition.
+        present = {k: v for k, v in attributes.items() if v is not None}
+        names = {f"#a{i}": name for i, name in enumerate(present)}
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": to_item(
+                    {layout.PK: layout.reference_pk(key), layout.SK: layout.session_sk(session.id)}
+                ),
+                "UpdateExpression": "SET " + ", ".join(f"{n} = :v{i}" for i, n in enumerate(names)),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": to_item({f":v{i}": v for i, v in enumerate(present.values())}),
+            }
+        }
+
+    def apply_news(self, key: ReferenceKey, session: CheckoutSession) -> Transition | None:
+        """Record what Stripe says of a session now, through the one transition function.
+
+        Reads the reference's head and the session's record, asks `transition` what
+        changes, and writes the session's new state, the reference's payment state, its
+        open set and the booking events owed (the outbox) in one transaction, on
+        condition that neither changed meanwhile (else it reads again). None when the
+        session is not one this service recorded for `key`.
+        """
+        for _ in range(_APPLY_ATTEMPTS):
+            head, item = self._read_pair(key, session.id)
+            if item is None:
+                return None
+            payment = _payment(head)
+            recorded = SessionState(str(item.get("state", SessionState.OPEN.value)))
+            result = transition(payment, head.get("current_session_id"), session.id, recorded, session.state)
+            if not result.changed:
+                return result
+            try:
+                self._write_news(key, session, head, recorded, result)
+            except _Conflict:
+                continue
+            return result
+        raise UpstreamFailure(
+            "AwsUnavailable", "The reference is changing too often to record; please retry."
+        )
+
+    def _read_pair(self, key: ReferenceKey, session_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        pk = layout.reference_pk(key)
+        with aws_errors(_SERVICE):
+            response = self._client.transact_get_items(
+                TransactItems=[
+                    {"Get": {"TableName": self._table, "Key": to_item({layout.PK: pk, layout.SK: sk})}}
+                    for sk in (layout.HEAD_SK, layout.session_sk(session_id))
+                ]
+            )
+        head, item = (from_item(r.get("Item") or {}) for r in response["Responses"])
+        return head, (item or None)
+
+    def _write_news(
+        self,
+        key: ReferenceKey,
+        session: CheckoutSession,
+        head: dict[str, Any],
+        recorded: SessionState,
+        result: Transition,
+    ) -> None:
+        now_ms = int(self._clock() * 1000)
+        payment = result.payment
+        open_map = dict(head.get("open_sessions") or {})
+        if result.session_state is not SessionState.OPEN:
+            open_map.pop(session.id, None)
+        outbox = dict(head.get("outbox") or {})
+        for event in result.events:
+            outbox[f"{event.value}#{session.id}"] = {
+                "detail_type": event.value,
+                "detail": event_detail(event, key, session, payment),
+                "owed_at_ms": now_ms,
+            }
+        head_values: dict[str, Any] = {
+            ":state": payment.state.value,
+            ":open": open_map,
+            ":outbox": outbox,
+            ":extra": list(payment.extra_paid_session_ids),
+            ":now": now_ms,
+            ":one": 1,
+        }
+        sets = [
+            "payment_state = :state",
+            "open_sessions = :open",
+            "outbox = :outbox",
+            "extra_paid_session_ids = :extra",
+            "updated_at_ms = :now",
+        ]
+        removes = []
+        for name, value in (
+            ("paid_session_id", payment.paid_session_id),
+            ("processing_session_id", payment.processing_session_id),
+        ):
+            if value is None:
+                removes.append(name)
+            else:
+                sets.append(f"{name} = :{name}")
+                head_values[f":{name}"] = value
+        if "version" in head:
+            head_condition = "version = :version"
+            head_values[":version"] = head["version"]
+        else:
+            head_condition = "attribute_not_exists(version)"
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        session_values = {
+            ":state": result.session_state.value,
+            ":recorded": recorded.value,
+            ":status": session.status.value,
+            ":now": now_ms,
+            ":payment_status": session.payment_status,
+            ":payment_intent_id": session.payment_intent_id,
+            ":customer_email": session.customer_email,
+        }
+        session_sets = ["#state = :state", "#status = :status", "updated_at_ms = :now"] + [
+            f"{name[1:]} = {name}"
+            for name, value in session_values.items()
+            if name in {":payment_status", ":payment_intent_id", ":customer_email"} and value is not None
+        ]
+        pk = layout.reference_pk(key)
+        items: list[Any] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": to_item({layout.PK: pk, layout.SK: layout.session_sk(session.id)}),
+                    "UpdateExpression": "SET " + ", ".join(session_sets),
+                    "ConditionExpression": "#state = :recorded OR attribute_not_exists(#state)",
+                    "ExpressionAttributeNames": {"#state": "state", "#status": "status"},
+                    "ExpressionAttributeValues": to_item(session_values),
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": self._head_key(key),
+                    "UpdateExpression": expression + " ADD version :one",
+                    "ConditionExpression": head_condition,
+                    "ExpressionAttributeValues": to_item(head_values),
+                }
+            },
+        ]
+        with aws_errors(_SERVICE, on_condition_failed=lambda _: _Conflict()):
+            self._client.transact_write_items(TransactItems=items)
+
+    def find_session(self, session_id: str) -> tuple[ReferenceKey, SessionRecord] | None:
+        """The reference and record of a session this service created, by its id alone."""
+        with aws_errors(_SERVICE):
+            found = self._client.query(
+                TableName=self._table,
+                IndexName=layout.SESSION_ID_INDEX,
+                KeyConditionExpression="session_id = :id",
+                ExpressionAttributeValues=to_item({":id": session_id}),
+                Limit=1,
+            ).get("Items", [])
+            if not found:
+                return None
+            keys = from_item(found[0])
+            response = self._client.get_item(
+                TableName=self._table,
+                Key=to_item({layout.PK: keys[layout.PK], layout.SK: keys[layout.SK]}),
+                ConsistentRead=True,
+            )
+        item = from_item(response.get("Item") or {})
+        if not item:
+            return None
+        key = ReferenceKey(uuid.UUID(str(item["company_id"])), str(item["reference"]))
+        return key, session_record(item)
 
     def load(self, key: ReferenceKey) -> ReferenceState:
-        """The reference's head and sessions, read consistently."""
+        """The reference's head and sessions, read consistently (operators, tests)."""
         items: list[dict[str, Any]] = []
         query: dict[str, Any] = {
             "TableName": self._table,
@@ -132,154 +533,47 @@ class DynamoSessionRegistry:
             if item[layout.SK] == layout.HEAD_SK:
                 head = item
             elif str(item[layout.SK]).startswith(layout.SESSION_SK_PREFIX):
-                sessions.append(
-                    SessionRecord(
-                        session_id=str(item[layout.SESSION_ID]),
-                        status=SessionStatus(str(item["status"])),
-                        stripe_account=item.get("stripe_account"),
-                        created_at_ms=int(item.get("created_at_ms", 0)),
-                        ui_mode=item.get("ui_mode"),
-                        payment_status=item.get("payment_status"),
-                        amount_total=item.get("amount_total"),
-                        currency=item.get("currency"),
-                    )
-                )
+                sessions.append(session_record(item))
         sessions.sort(key=lambda s: (s.created_at_ms, s.session_id))
         return ReferenceState(
             key=key,
+            payment=_payment(head),
             current_session_id=head.get("current_session_id"),
-            completed_session_id=head.get("completed_session_id"),
-            pending_attempt=_attempt(head.get("pending_attempt")),
+            open_sessions=_open_sessions(head),
+            pending_attempts=_attempts(head.get("attempts")),
+            lease_held=int(head.get("lease_expires_at_ms", 0)) >= int(self._clock() * 1000)
+            and "lease_owner" in head,
             sessions=tuple(sessions),
+            owed_events=tuple(sorted(head.get("outbox") or {})),
         )
 
-    def save_attempt(self, key: ReferenceKey, owner: str, attempt: PendingAttempt) -> None:
-        """Remember a creation before calling Stripe, so it can be replayed if we die."""
-        value = {
-            "idempotency_key": attempt.idempotency_key,
-            "stripe_account": attempt.stripe_account,
-            "params_json": attempt.params_json,
-            "started_at": attempt.started_at,
-        }
-        self._update_head(
-            key,
-            owner,
-            "SET pending_attempt = :attempt",
-            {":attempt": {k: v for k, v in value.items() if v is not None}},
-        )
 
-    def clear_attempt(self, key: ReferenceKey, owner: str) -> None:
-        """Forget an attempt that Stripe refused outright (it created nothing)."""
-        self._update_head(key, owner, "REMOVE pending_attempt", {})
+def to_open_info(session: OpenSession) -> dict[str, Any]:
+    """What the head keeps of an open session."""
+    return {"stripe_account": session.stripe_account} if session.stripe_account else {}
 
-    def _session_item(
-        self, key: ReferenceKey, session: CheckoutSession, stripe_account: str | None, ui_mode: str
-    ) -> dict[str, Any]:
-        now = self._clock()
-        return to_item(
-            {
-                layout.PK: layout.reference_pk(key),
-                layout.SK: layout.session_sk(session.id),
-                layout.SESSION_ID: session.id,
-                "company_id": str(key.company_id),
-                "reference": key.reference,
-                "status": session.status.value,
-                "payment_status": session.payment_status,
-                "ui_mode": ui_mode,
-                "stripe_account": stripe_account,
-                "amount_total": session.amount_total,
-                "currency": session.currency,
-                "livemode": session.livemode,
-                "created_at_ms": int(now * 1000),
-                "updated_at": int(now),
-            }
-        )
 
-    def record_session(
-        self,
-        key: ReferenceKey,
-        owner: str,
-        session: CheckoutSession,
-        stripe_account: str | None,
-        ui_mode: str,
-        *,
-        make_current: bool,
-    ) -> None:
-        """Record a session created from the pending attempt, in one transaction with
-        clearing the attempt (and, for a new checkout, making it current).
+def session_record(item: dict[str, Any]) -> SessionRecord:
+    """A stored session item as the domain sees it."""
+    return SessionRecord(
+        session_id=str(item[layout.SESSION_ID]),
+        status=SessionStatus(str(item.get("status", SessionStatus.OPEN.value))),
+        state=SessionState(str(item.get("state", "open"))),
+        stripe_account=item.get("stripe_account"),
+        created_at_ms=int(item.get("created_at_ms", 0)),
+        ui_mode=item.get("ui_mode"),
+        payment_status=item.get("payment_status"),
+        amount_total=item.get("amount_total"),
+        currency=item.get("currency"),
+        payment_intent_id=item.get("payment_intent_id"),
+        customer_email=item.get("customer_email"),
+        livemode=bool(item.get("livemode", False)),
+    )
 
-        `LeaseLost` when the lease has passed on; nothing is written then.
-        """
-        expression = "REMOVE pending_attempt SET updated_at = :now"
-        values: dict[str, Any] = {":owner": owner, ":now": int(self._clock())}
-        if make_current:
-            expression += ", current_session_id = :session"
-            values[":session"] = session.id
-        with aws_errors(_SERVICE, on_condition_failed=LeaseLost):
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": self._session_item(key, session, stripe_account, ui_mode),
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": self._head_key(key),
-                            "UpdateExpression": expression,
-                            "ConditionExpression": _LEASE_HELD_BY,
-                            "ExpressionAttributeValues": to_item(values),
-                        }
-                    },
-                ]
-            )
 
-    def record_orphan(
-        self, key: ReferenceKey, session: CheckoutSession, stripe_account: str | None, ui_mode: str
-    ) -> None:
-        """Record a session whose lease was lost, so it is never lost from the history."""
-        with aws_errors(_SERVICE):
-            self._client.put_item(
-                TableName=self._table,
-                Item=self._session_item(key, session, stripe_account, ui_mode),
-            )
-
-    def update_status(self, key: ReferenceKey, session: CheckoutSession) -> None:
-        """Store a status learned from Stripe; a completed session also marks the reference paid.
-
-        Only an open session changes: complete and expired are final at Stripe.
-        """
-        now = int(self._clock())
-        session_update: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": to_item({layout.PK: layout.reference_pk(key), layout.SK: layout.session_sk(session.id)}),
-            "UpdateExpression": "SET #status = :status, payment_status = :payment_status, updated_at = :now",
-            "ConditionExpression": "#status = :open",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": to_item(
-                {
-                    ":status": session.status.value,
-                    ":payment_status": session.payment_status or "unpaid",
-                    ":now": now,
-                    ":open": SessionStatus.OPEN.value,
-                }
-            ),
-        }
-        items: list[Any] = [{"Update": session_update}]
-        if session.status is SessionStatus.COMPLETE:
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": self._head_key(key),
-                        "UpdateExpression": "SET completed_session_id = :session, updated_at = :now",
-                        "ExpressionAttributeValues": to_item({":session": session.id, ":now": now}),
-                    }
-                }
-            )
-        # A session no longer open is final at Stripe: a webhook or an earlier request
-        # got there first, and its word stands.
-        with contextlib.suppress(_AlreadyFinal), aws_errors(_SERVICE, on_condition_failed=_AlreadyFinal):
-            self._client.transact_write_items(TransactItems=items)
+def _attempt_item(attempt: PendingAttempt) -> dict[str, Any]:
+    return {
+        "idempotency_key": attempt.idempotency_key,
+        "spec": attempt.spec_json,
+        "started_at_ms": attempt.started_at_ms,
+    }

@@ -5,24 +5,24 @@ production, against the project's Checkout emulator (`STRIPE_API_BASE`) in tests
 local runs. The API version is pinned so Stripe cannot change behaviour under us, and
 network retries are switched on explicitly because `StripeClient` does not retry by
 default. Stripe failures leave this module as `UpstreamFailure` (502/503/504 with
-Stripe's request id) or `StripeAuthRejected` (the use case fetches the key again once).
+Stripe's request id); a key Stripe refuses is fetched again once (it may have been
+rotated) before the failure is reported as `StripeCredentialsUnusable`.
 """
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 import stripe
 
 from checkout.config import Config
 from checkout.contract import UiMode
-from checkout.domain import CheckoutSession, CheckoutSpec, SessionStatus
-from checkout.errors import StripeAuthRejected, StripeRejected, UpstreamFailure
+from checkout.domain import CheckoutSession, CheckoutSpec, Merchant, SessionStatus
+from checkout.errors import StripeAuthRejected, StripeCredentialsUnusable, StripeRejected, UpstreamFailure
 from checkout.observability import logger
 
 STRIPE_API_VERSION = "2026-10-28.endive"  # the version stripe-python 16.1.0 is generated for
@@ -77,6 +77,7 @@ def _session(obj: Any) -> CheckoutSession:
         url=data.get("url"),
         client_secret=data.get("client_secret"),
         customer_id=customer if isinstance(customer, str) or customer is None else customer.get("id"),
+        customer_email=(data.get("customer_details") or {}).get("email"),
         payment_intent_id=(
             payment_intent
             if isinstance(payment_intent, str) or payment_intent is None
@@ -114,35 +115,41 @@ def _stripe_errors(operation: str) -> Iterator[None]:
         )
         if isinstance(exc, stripe.RateLimitError):
             raise UpstreamFailure(
-                503, "StripeThrottled", "Stripe is rate limiting requests; please retry.", request_id
+                "StripeThrottled", "Stripe is rate limiting requests; please retry.", request_id
             ) from None
         if isinstance(exc, stripe.APIConnectionError):
             if isinstance(exc.__cause__, requests.exceptions.Timeout):
                 raise UpstreamFailure(
-                    504, "StripeTimeout", "Stripe did not answer in time; please retry."
+                    "StripeTimeout", "Stripe did not answer in time; please retry."
                 ) from None
-            raise UpstreamFailure(
-                502, "StripeUnreachable", "Stripe could not be reached; please retry."
-            ) from None
+            raise UpstreamFailure("StripeUnreachable", "Stripe could not be reached; please retry.") from None
         if isinstance(exc, stripe.InvalidRequestError | stripe.IdempotencyError | stripe.PermissionError):
             raise StripeRejected(
-                502,
                 "StripeRejected",
                 f"Stripe rejected the checkout: {exc.user_message or 'invalid request'}",
                 request_id,
             ) from None
         raise UpstreamFailure(
-            502, "StripeError", "Stripe failed to process the request; please retry.", request_id
+            "StripeError", "Stripe failed to process the request; please retry.", request_id
         ) from None
+
+
+class StripeKeySource(Protocol):
+    """Where the gateway gets a company's secret key (Secrets Manager, cached)."""
+
+    def prefetch(self, secret_name: str) -> None: ...
+
+    def get(self, secret_name: str, *, refresh: bool = False) -> str: ...
 
 
 class StripeGateway:
     """Creates, expires and retrieves Checkout Sessions for any company's key and account."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, keys: StripeKeySource) -> None:
         self._config = config
+        self._keys = keys
         # One HTTP client for all companies: requests keeps a session (and its TLS
-        # connections) per thread, which the concurrent expiry calls rely on.
+        # connections) per thread, which the concurrent calls rely on.
         self._http = stripe.RequestsClient(
             timeout=(min(3.0, config.stripe_timeout_seconds), config.stripe_timeout_seconds)
         )
@@ -166,48 +173,63 @@ class StripeGateway:
                 self._clients[api_key] = client
             return client
 
-    @staticmethod
-    def _options(stripe_account: str | None, idempotency_key: str | None = None) -> Any:
+    def prefetch_key(self, merchant: Merchant) -> None:
+        """Start loading the merchant's key, so a cold request does not wait for it later."""
+        self._keys.prefetch(merchant.secret_name)
+
+    def _call[T](self, merchant: Merchant, call: Callable[[stripe.StripeClient, Any], T]) -> T:
+        """Run `call` with the merchant's client and request options; once more with a
+        freshly fetched key if Stripe refuses the cached one (it may have been rotated)."""
         options: dict[str, str] = {}
-        if stripe_account:
-            options["stripe_account"] = stripe_account
-        if idempotency_key:
-            options["idempotency_key"] = idempotency_key
-        return options
+        if merchant.stripe_account:
+            options["stripe_account"] = merchant.stripe_account
+        try:
+            return call(self._client(self._keys.get(merchant.secret_name)), options)
+        except StripeAuthRejected:
+            pass
+        try:
+            return call(self._client(self._keys.get(merchant.secret_name, refresh=True)), options)
+        except StripeAuthRejected:
+            raise StripeCredentialsUnusable() from None
 
-    def create_session(
-        self, api_key: str, stripe_account: str | None, params_json: str, idempotency_key: str
-    ) -> CheckoutSession:
-        """Create a session from stored parameters; the same key and parameters give the same session."""
-        with _stripe_errors("checkout.sessions.create"):
-            obj = self._client(api_key).v1.checkout.sessions.create(
-                params=json.loads(params_json), options=self._options(stripe_account, idempotency_key)
-            )
-        return _session(obj)
+    def create_session(self, merchant: Merchant, spec: CheckoutSpec, idempotency_key: str) -> CheckoutSession:
+        """Create the session `spec` describes; the same key and spec give the same session."""
+        params = session_params(spec)
 
-    def retrieve_session(self, api_key: str, stripe_account: str | None, session_id: str) -> CheckoutSession:
+        def create(client: stripe.StripeClient, options: Any) -> Any:
+            with _stripe_errors("checkout.sessions.create"):
+                return client.v1.checkout.sessions.create(
+                    params=params,  # type: ignore[arg-type]
+                    options={**options, "idempotency_key": idempotency_key},  # type: ignore[arg-type]
+                )
+
+        return _session(self._call(merchant, create))
+
+    def retrieve_session(self, merchant: Merchant, session_id: str) -> CheckoutSession:
         """The session's current state at Stripe."""
-        with _stripe_errors("checkout.sessions.retrieve"):
-            obj = self._client(api_key).v1.checkout.sessions.retrieve(
-                session_id, options=self._options(stripe_account)
-            )
-        return _session(obj)
 
-    def expire_session(self, api_key: str, stripe_account: str | None, session_id: str) -> CheckoutSession:
+        def retrieve(client: stripe.StripeClient, options: Any) -> Any:
+            with _stripe_errors("checkout.sessions.retrieve"):
+                return client.v1.checkout.sessions.retrieve(session_id, options=options)
+
+        return _session(self._call(merchant, retrieve))
+
+    def expire_session(self, merchant: Merchant, session_id: str) -> CheckoutSession:
         """Expire an open session and return its final state.
 
         A payer may complete the session just before we expire it, and Stripe then
         refuses the expiry; the session is retrieved and its real status returned, so the
-        caller can tell "expired" (harmless) from "complete" (already paid).
+        caller can tell "expired" (harmless) from "complete" (paid or settling).
         """
-        try:
+
+        def expire(client: stripe.StripeClient, options: Any) -> Any:
             with _stripe_errors("checkout.sessions.expire"):
-                obj = self._client(api_key).v1.checkout.sessions.expire(
-                    session_id, options=self._options(stripe_account)
-                )
-            return _session(obj)
+                return client.v1.checkout.sessions.expire(session_id, options=options)
+
+        try:
+            return _session(self._call(merchant, expire))
         except StripeRejected:
-            session = self.retrieve_session(api_key, stripe_account, session_id)
+            session = self.retrieve_session(merchant, session_id)
             if session.status is SessionStatus.OPEN:
                 raise
             return session

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -49,15 +50,15 @@ def test_the_stripe_key_is_fetched_once_per_ttl(
     api: Api, company: Company, stack: Stack, handler_module: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = use_service(monkeypatch, handler_module, secret_cache_seconds=3600)
-    provider = service._keys._provider
+    secrets = service._gateway._keys._client
     calls: list[str] = []
-    original = provider._get
+    original = secrets.get_secret_value
 
-    def counting(name: str, **options: object) -> str | bytes:
-        calls.append(name)
-        return original(name, **options)  # type: ignore[no-any-return]
+    def counting(**kwargs: Any) -> Any:
+        calls.append(kwargs["SecretId"])
+        return original(**kwargs)
 
-    monkeypatch.setattr(provider, "_get", counting)
+    monkeypatch.setattr(secrets, "get_secret_value", counting)
 
     for _ in range(3):
         assert api.post(company.request()).status == 200

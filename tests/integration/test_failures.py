@@ -15,13 +15,26 @@ from typing import Any
 
 import pytest
 
-from checkout.composition import build_service
+from checkout.composition import build_services
 from checkout.config import Config
-from checkout.domain import ReferenceKey
+from checkout.contract import UiMode
+from checkout.domain import CheckoutSpec, LineItem, PendingAttempt, ReferenceKey
 from checkout.errors import UpstreamFailure
 from tests.conftest import Api, Company, Stack, admin
 from tests.integration.test_checkout_api import assert_error_body
 
+# A spec for attempts the tests store themselves (another invocation's).
+SPEC = CheckoutSpec(
+    company_id=uuid.UUID(int=1),
+    reference="x",
+    ui_mode=UiMode.HOSTED,
+    locale="sv",
+    line_items=(LineItem("Haircut 45 min", 45000, "sek", 1),),
+    article_type_ids=(1,),
+    confirmation_url="https://booking.example.com/booking/done",
+    cancel_url=None,
+    stripe_account=None,
+)
 CREATE = r"^/v1/checkout/sessions$"
 EXPIRE = r"/expire$"
 
@@ -34,9 +47,9 @@ def _no_leftover_faults(stack: Stack) -> Iterator[None]:
 
 def use_service(monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType, **overrides: Any) -> Any:
     """Swap in a service built with other configuration (timeouts, retries, lease)."""
-    service = build_service(dataclasses.replace(Config.from_env(), **overrides))
-    monkeypatch.setattr(handler_module, "SERVICE", service)
-    return service
+    services = build_services(dataclasses.replace(Config.from_env(), **overrides))
+    monkeypatch.setattr(handler_module, "SERVICES", services)
+    return services.checkout
 
 
 def assert_invariant(stack: Stack, company: Company, reference: str) -> dict[str, Any]:
@@ -92,7 +105,7 @@ def test_stripe_down_is_a_502_with_stripe_request_id_and_the_next_request_recove
 
     status = assert_error_body(down, 502, "StripeError")
     assert "Stripe request id" not in status["Message"] or "req_" in status["Message"]
-    assert company.sessions("booking-down")["pending_attempt"] is True
+    assert company.sessions("booking-down")["pending_attempts"] == 1
     created_while_down = [s for s in stack.emulator.sessions() if s["client_reference_id"] == "booking-down"]
     assert len(created_while_down) == 1  # Stripe made it; the service must not lose it
 
@@ -100,7 +113,7 @@ def test_stripe_down_is_a_502_with_stripe_request_id_and_the_next_request_recove
 
     assert recovered.status == 200, recovered.text
     record = assert_invariant(stack, company, "booking-down")
-    assert record["pending_attempt"] is False
+    assert record["pending_attempts"] == 0
     assert [s["status"] for s in record["sessions"]] == ["expired", "open"]
     assert record["sessions"][0]["session_id"] == created_while_down[0]["id"]
 
@@ -114,7 +127,7 @@ def test_stripe_refusing_the_checkout_is_a_502_with_its_message_and_nothing_pend
 
     status = assert_error_body(reply, 502, "StripeRejected")
     assert "Stripe request id: req_" in status["Message"]
-    assert odd.sessions("booking-refused")["pending_attempt"] is False
+    assert odd.sessions("booking-refused")["pending_attempts"] == 0
 
 
 def test_stripe_rate_limiting_is_a_503(api: Api, company: Company, stack: Stack) -> None:
@@ -142,18 +155,22 @@ def test_stripe_timeout_is_a_504_and_the_late_session_is_recovered(
     assert [s["status"] for s in record["sessions"]] == ["expired", "open"]
 
 
-def test_expiry_failing_stops_before_a_new_session_is_created(
+def test_expiry_failing_closes_the_new_session_and_keeps_the_prior_current(
     api: Api, company: Company, stack: Stack
 ) -> None:
     first = api.post(company.request("booking-expire-fails")).json["SessionId"]
-    stack.emulator.inject_fault("POST", EXPIRE, 503, count=3)
+    stack.emulator.inject_fault("POST", EXPIRE, 503, count=3)  # the prior's expiry, with retries
 
     reply = api.post(company.request("booking-expire-fails"))
 
     assert_error_body(reply, 502, "StripeError")
     record = assert_invariant(stack, company, "booking-expire-fails")
     assert record["current_session_id"] == first
-    assert len(record["sessions"]) == 1
+    assert [(s["session_id"] == first, s["status"]) for s in record["sessions"]] == [
+        (True, "open"),
+        (False, "expired"),  # created beside the failing expiry, then closed again
+    ]
+    assert record["open_session_ids"] == [first]
 
 
 def test_several_open_sessions_are_all_expired(
@@ -161,22 +178,27 @@ def test_several_open_sessions_are_all_expired(
 ) -> None:
     # Three sessions open at Stripe and in the registry, as after expiries that failed.
     reference = "booking-many"
-    registry = handler_module.SERVICE._registry
+    registry = handler_module.SERVICES.checkout.registry
     key = ReferenceKey(uuid.UUID(company.company_id), reference)
     for _ in range(3):
         api.post(company.request(reference))
-    for session in registry.load(key).sessions:
+    pk = f"REFERENCE#{key.company_id}#{reference}"
+    sessions = registry.load(key).sessions
+    for session in sessions:
         stack.emulator._state.sessions[("", session.session_id)]["status"] = "open"
         registry._client.update_item(
             TableName=registry._table,
-            Key={
-                "pk": {"S": f"REFERENCE#{key.company_id}#{reference}"},
-                "sk": {"S": f"SESSION#{session.session_id}"},
-            },
-            UpdateExpression="SET #s = :open",
-            ExpressionAttributeNames={"#s": "status"},
+            Key={"pk": {"S": pk}, "sk": {"S": f"SESSION#{session.session_id}"}},
+            UpdateExpression="SET #s = :open, #t = :open",
+            ExpressionAttributeNames={"#s": "status", "#t": "state"},
             ExpressionAttributeValues={":open": {"S": "open"}},
         )
+    registry._client.update_item(
+        TableName=registry._table,
+        Key={"pk": {"S": pk}, "sk": {"S": "HEAD"}},
+        UpdateExpression="SET open_sessions = :open",
+        ExpressionAttributeValues={":open": {"M": {s.session_id: {"M": {}} for s in sessions}}},
+    )
 
     reply = api.post(company.request(reference))
 
@@ -217,7 +239,7 @@ def test_a_key_stripe_refuses_even_after_refetching_is_a_clear_502(
     status = assert_error_body(reply, 502, "StripeCredentials")
     assert "sk_" not in reply.text
     assert "credentials" in status["Message"]
-    assert company.sessions("booking-bad-key")["pending_attempt"] is False
+    assert company.sessions("booking-bad-key")["pending_attempts"] == 0
 
 
 def test_a_company_whose_secret_is_missing_gets_a_502(api: Api, stack: Stack) -> None:
@@ -232,13 +254,14 @@ def test_another_request_holding_the_reference_gives_409_in_progress(
     api: Api, company: Company, handler_module: ModuleType
 ) -> None:
     key = ReferenceKey(uuid.UUID(company.company_id), "booking-held")
-    registry = handler_module.SERVICE._registry
-    registry.acquire(key, "another-invocation")
-
-    reply = api.post(company.request("booking-held"))
+    registry = handler_module.SERVICES.checkout.registry
+    spec = dataclasses.replace(SPEC, company_id=key.company_id, reference=key.reference)
+    with registry.reference(key, PendingAttempt.of("another-invocation", spec, 0)) as held:
+        reply = api.post(company.request("booking-held"))
+        held.release(keep_attempts=())
 
     assert_error_body(reply, 409, "CheckoutInProgress")
-    registry.release(key, "another-invocation")
+    assert reply.headers["Retry-After"] == "1"
     assert api.post(company.request("booking-held")).status == 200
 
 
@@ -259,14 +282,14 @@ def test_a_crash_between_stripe_and_the_registry_is_recovered_by_the_next_reques
         raise Crash()
 
     with monkeypatch.context() as during_crash:
-        during_crash.setattr(registry, "record_session", crash)
-        during_crash.setattr(registry, "release", lambda *a: None)
+        during_crash.setattr(registry, "_commit", crash)
+        during_crash.setattr(registry, "_release", lambda *a: None)
         with pytest.raises(Crash):
             api.post(company.request("booking-crash"))
 
     orphan = [s for s in stack.emulator.sessions() if s["client_reference_id"] == "booking-crash"]
     assert [s["status"] for s in orphan] == ["open"]  # created at Stripe, unknown to the registry
-    assert company.sessions("booking-crash")["pending_attempt"] is True
+    assert company.sessions("booking-crash")["pending_attempts"] == 1
     assert_error_body(
         api.post(company.request("booking-crash")), 409, "CheckoutInProgress"
     )  # lease still held
@@ -287,13 +310,13 @@ def test_registry_unavailable_after_create_closes_the_session_and_answers_503(
     handler_module: ModuleType,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    registry = handler_module.SERVICE._registry
+    registry = handler_module.SERVICES.checkout.registry
 
     def unavailable(*args: Any, **kwargs: Any) -> None:
-        raise UpstreamFailure(503, "AwsUnavailable", "DynamoDB is unavailable; please retry.")
+        raise UpstreamFailure("AwsUnavailable", "DynamoDB is unavailable; please retry.")
 
     with monkeypatch.context() as outage:
-        outage.setattr(registry, "record_session", unavailable)
+        outage.setattr(registry, "_commit", unavailable)
         reply = api.post(company.request("booking-ddb"))
 
     assert_error_body(reply, 503, "AwsUnavailable")
@@ -311,8 +334,8 @@ def test_a_lease_lost_before_recording_expires_and_records_the_session(
     handler_module: ModuleType,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    registry = handler_module.SERVICE._registry
-    original = registry.record_session
+    registry = handler_module.SERVICES.checkout.registry
+    original = registry._commit
     key = ReferenceKey(uuid.UUID(company.company_id), "booking-overtaken")
 
     def overtaken(*args: Any, **kwargs: Any) -> None:
@@ -325,7 +348,7 @@ def test_a_lease_lost_before_recording_expires_and_records_the_session(
         )
         original(*args, **kwargs)
 
-    monkeypatch.setattr(registry, "record_session", overtaken)
+    monkeypatch.setattr(registry, "_commit", overtaken)
 
     reply = api.post(company.request("booking-overtaken"))
 

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
+import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import SECRET_PATTERN
-
-ROOT = Path(__file__).resolve().parents[2]
+from localdev.openapi import DOCUMENT
+from tests.conftest import ROOT, SECRET_PATTERN, LocalApiProcess
 
 
 def _request(
@@ -39,32 +35,10 @@ def _request(
 
 
 @pytest.fixture(scope="module")
-def local_api() -> Iterator[tuple[subprocess.Popen[str], str]]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AWS_", "STRIPE_")) and not k.endswith("_TABLE_NAME")
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localdev.local_api", "--port", "0", "--aws-port", "0", "--stripe-port", "0"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    banner: list[str] = []
-    deadline = time.monotonic() + 120
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        banner.append(line)
-        if line.startswith("Ctrl-C stops everything"):
-            break
-    text = "".join(banner)
-    assert "Ctrl-C stops everything" in text, text
-    yield process, text
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=30)
+def local_api() -> Iterator[LocalApiProcess]:
+    process = LocalApiProcess()
+    yield process
+    process.stop()
 
 
 def _curl(banner: str) -> tuple[str, bytes, dict[str, str]]:
@@ -76,11 +50,8 @@ def _curl(banner: str) -> tuple[str, bytes, dict[str, str]]:
     return url.group(1), body.group(1).encode(), headers
 
 
-def test_printed_curl_twice_gives_two_sessions_and_expires_the_first(
-    local_api: tuple[subprocess.Popen[str], str],
-) -> None:
-    _, banner = local_api
-    url, body, headers = _curl(banner)
+def test_printed_curl_twice_gives_two_sessions_and_expires_the_first(local_api: LocalApiProcess) -> None:
+    url, body, headers = _curl(local_api.banner)
 
     first_status, _, first = _request(url, body, "POST", headers)
     second_status, _, second = _request(url, body, "POST", headers)
@@ -95,11 +66,8 @@ def test_printed_curl_twice_gives_two_sessions_and_expires_the_first(
     assert page_status == 200 and b"open" in page
 
 
-def test_paying_on_the_emulator_page_returns_to_the_confirmation_url(
-    local_api: tuple[subprocess.Popen[str], str],
-) -> None:
-    _, banner = local_api
-    url, body, headers = _curl(banner)
+def test_paying_on_the_emulator_page_returns_to_the_confirmation_url(local_api: LocalApiProcess) -> None:
+    url, body, headers = _curl(local_api.banner)
     paid_body = body.replace(b"demo-booking-1", b"demo-booking-paid")
     session = json.loads(_request(url, paid_body, "POST", headers)[2])
 
@@ -111,30 +79,108 @@ def test_paying_on_the_emulator_page_returns_to_the_confirmation_url(
     assert again_status == 409 and json.loads(again)["ResponseStatus"]["ErrorCode"] == "AlreadyPaid"
 
 
-def test_swagger_page_and_errors_are_served(local_api: tuple[subprocess.Popen[str], str]) -> None:
-    _, banner = local_api
-    base = re.search(r"Checkout API on (\S+)", banner)
-    assert base
+def test_swagger_page_loads_the_served_document_with_local_assets(local_api: LocalApiProcess) -> None:
+    base = local_api.url("Checkout API on")
 
-    docs_status, _, docs = _request(f"{base.group(1)}/docs")
-    missing_status, _, missing = _request(
-        f"{base.group(1)}/nowhere", b"{}", "POST", {"Content-Type": "application/json"}
+    docs_status, _, docs = _request(f"{base}/docs")
+    scripts = re.findall(rb'(?:src|href)="([^"]+)"', docs)
+
+    assert docs_status == 200 and b"SwaggerUIBundle" in docs
+    assert b'url: "/openapi.json"' in docs
+    assert scripts and all(s.startswith(b"/docs/") for s in scripts), "Swagger UI must work offline"
+    for asset in scripts:
+        status, _, content = _request(f"{base}{asset.decode()}")
+        assert status == 200 and len(content) > 10_000, asset
+
+
+def test_openapi_json_is_the_committed_document(local_api: LocalApiProcess) -> None:
+    status, headers, body = _request(f"{local_api.url('Checkout API on')}/openapi.json")
+
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert body.decode() == DOCUMENT.read_text(encoding="utf-8")
+
+
+def _example(schema: dict[str, Any], schemas: dict[str, Any]) -> Any:
+    """The request Swagger UI's "Try it out" fills in: each property's first example."""
+    if "examples" in schema:
+        return schema["examples"][0]
+    if "$ref" in schema:
+        return _example(schemas[schema["$ref"].rsplit("/", 1)[1]], schemas)
+    if schema.get("type") == "object" or "properties" in schema:
+        return {name: _example(prop, schemas) for name, prop in schema["properties"].items()}
+    raise AssertionError(f"no example for {schema}")
+
+
+def test_the_documents_example_request_succeeds_against_the_demo_company(local_api: LocalApiProcess) -> None:
+    base = local_api.url("Checkout API on")
+    document = json.loads(_request(f"{base}/openapi.json")[2])
+    operation = document["paths"]["/payment/stripe/v1/checkout"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    example = _example(schema, document["components"]["schemas"])
+
+    status, _, body = _request(
+        f"{base}/payment/stripe/v1/checkout", json.dumps(example).encode(), "POST",
+        {"Content-Type": "application/json", "x-api-key": "local"},
+    )  # fmt: skip
+
+    assert status == 200, body
+    assert json.loads(body)["Status"] == "open"
+
+
+def test_demo_pages_are_served_with_the_demo_configuration(local_api: LocalApiProcess) -> None:
+    base = local_api.url("Checkout API on")
+
+    pages = {path: _request(f"{base}{path}") for path in ("/", "/demo", "/demo/confirmed", "/demo/cancelled")}
+    config_status, config_headers, config = _request(f"{base}/demo/config.js")
+    script_status, script_headers, _ = _request(f"{base}/demo/checkout.js")
+    outside_status, _, outside = _request(f"{base}/demo/../pyproject.toml")
+
+    for path, (status, headers, _) in pages.items():
+        assert status == 200 and headers["Content-Type"].startswith("text/html"), path
+    assert b'id="pay-hosted"' in pages["/demo"][2] and b'id="pay-embedded"' in pages["/demo"][2]
+    assert config_status == 200 and config_headers["Content-Type"].startswith("text/javascript")
+    assert b"6f2b0d4e-5c1a-4a8e-9a51-2f3c8d9e7b10" in config and b"Haircut 45 min" in config
+    assert f'"stripeJsUrl": "{local_api.url("emulator at")}/v3/"'.encode() in config
+    assert script_status == 200 and script_headers["Content-Type"].startswith("text/javascript")
+    assert outside_status == 404 and json.loads(outside)["ResponseStatus"]["ErrorCode"] == "NotFound"
+
+
+def test_unknown_routes_get_the_contracts_404(local_api: LocalApiProcess) -> None:
+    status, _, body = _request(
+        f"{local_api.url('Checkout API on')}/nowhere", b"{}", "POST", {"Content-Type": "application/json"}
     )
 
-    assert docs_status == 200 and b"swagger" in docs.lower() and b"StripeV1CreateCheckout" in docs
-    assert missing_status == 404 and json.loads(missing)["ResponseStatus"]["ErrorCode"] == "NotFound"
+    assert status == 404 and json.loads(body)["ResponseStatus"]["ErrorCode"] == "NotFound"
 
 
-def test_ctrl_c_stops_everything(local_api: tuple[subprocess.Popen[str], str]) -> None:
-    process, banner = local_api
-    ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", banner)]
+def test_a_port_in_use_ends_with_one_line_naming_the_option(local_api: LocalApiProcess) -> None:
+    taken = int(local_api.url("Checkout API on").rsplit(":", 1)[1])
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        free_port = free.getsockname()[1]
 
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "localdev.local_api", "--port", str(free_port), "--aws-port", "0",
+         "--stripe-port", str(taken)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
 
-    assert process.returncode == 0, output
-    assert "checkout-local: stopped." in output
-    assert not SECRET_PATTERN.search(banner + output), "a secret reached the local API's output"
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"./dev run: port {taken} (the Stripe emulator) is already in use on 127.0.0.1: is another "
+        "./dev run still running? Stop it, or choose another port with --stripe-port N.\n"
+    )
+
+
+def test_ctrl_c_stops_everything(local_api: LocalApiProcess) -> None:
+    ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", local_api.banner)]
+
+    code = local_api.stop()
+
+    assert code == 0, local_api.output
+    assert "./dev run: stopped." in local_api.output
+    assert not SECRET_PATTERN.search(local_api.output), "a secret reached the local API's output"
     for port in set(ports):
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)

@@ -10,7 +10,8 @@ from checkout.errors import ConfigurationError
 VARIABLES = (
     "COMPANIES_TABLE_NAME", "SESSIONS_TABLE_NAME", "STRIPE_SECRET_NAME_PREFIX", "STRIPE_API_BASE",
     "STRIPE_MAX_NETWORK_RETRIES", "STRIPE_TIMEOUT_SECONDS", "CHECKOUT_LEASE_SECONDS",
-    "SETTINGS_CACHE_SECONDS", "SECRET_CACHE_SECONDS",
+    "SETTINGS_CACHE_SECONDS", "SECRET_CACHE_SECONDS", "REFERENCE_SESSIONS_PER_MINUTE", "CORS_ALLOWED_ORIGINS",
+    "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
 )  # fmt: skip
 
 
@@ -31,6 +32,10 @@ def test_defaults() -> None:
         lease_seconds=120,
         settings_cache_seconds=60,
         secret_cache_seconds=300,
+        reference_sessions_per_minute=10,
+        cors_allowed_origins=(),
+        service_name="stripe-checkout",
+        metrics_namespace="BookingPayments",
     )
 
 

@@ -1,12 +1,14 @@
-"""The checkout use case against in-memory fakes of its ports: no AWS, no HTTP."""
+"""The checkout use case against in-memory fakes of its ports: no AWS, no HTTP.
+
+The registry fake passes the same contract suite as the DynamoDB registry
+(`tests/contract`), so what these tests show holds for the real adapters too.
+"""
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -15,27 +17,27 @@ from checkout.contract import StripeV1CreateCheckout
 from checkout.domain import (
     Article,
     ArticleKey,
-    CheckoutSession,
     CompanySettings,
+    OpenSession,
+    PaymentState,
     PendingAttempt,
     ReferenceKey,
     ReferenceState,
-    SessionRecord,
-    SessionStatus,
+    SessionState,
 )
 from checkout.errors import (
     AlreadyPaid,
     CheckoutInProgress,
     CheckoutNotConfigured,
     InvalidRequest,
-    LeaseLost,
-    StripeAuthRejected,
+    PaymentProcessing,
     StripeCredentialsUnusable,
     StripeRejected,
+    TooManyCheckouts,
     UpstreamFailure,
 )
 from checkout.service import CheckoutService
-from checkout.stripe_gateway import session_params
+from tests.fakes import FakeDirectory, FakeStripe, InMemorySessionRegistry
 
 COMPANY = uuid.UUID("3f2504e0-4f89-11d3-9a0c-0305e82c3301")
 SETTINGS = CompanySettings(
@@ -45,169 +47,44 @@ SETTINGS = CompanySettings(
     allowed_url_prefixes=("https://shop.example/",),
     default_confirmation_url="https://shop.example/done",
 )
-
-
-class FakeDirectory:
-    def __init__(self, settings: CompanySettings | None = SETTINGS) -> None:
-        self.settings = settings
-        key = ArticleKey(1, 42)
-        self.catalogue = {key: Article(key, "Haircut", 45000, "sek")}
-
-    def company_settings(self, company_id: uuid.UUID) -> CompanySettings | None:
-        return self.settings
-
-    def articles(self, company_id: uuid.UUID, keys: Iterable[ArticleKey]) -> dict[ArticleKey, Article]:
-        return {k: self.catalogue[k] for k in keys if k in self.catalogue}
-
-
-class FakeKeys:
-    def __init__(self) -> None:
-        self.key = "sk_test_current"
-        self.fetches: list[bool] = []
-
-    def get(self, secret_name: str, *, refresh: bool = False) -> str:
-        self.fetches.append(refresh)
-        return self.key
+ARTICLE = Article(ArticleKey(1, 42), "Haircut", 45000, "sek")
 
 
 @dataclass
-class FakeStripe:
-    """Sessions by id; idempotent creates; optional scripted failures."""
+class Clock:
+    now: float = 1_800_000_000.0
 
-    sessions: dict[str, CheckoutSession] = field(default_factory=dict)
-    by_key: dict[str, str] = field(default_factory=dict)
-    valid_keys: set[str] = field(default_factory=lambda: {"sk_test_current"})
-    fail_create: list[Exception] = field(default_factory=list)
-    fail_expire: list[Exception] = field(default_factory=list)
-    expire_threads: set[str] = field(default_factory=set)
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def _auth(self, api_key: str) -> None:
-        if api_key not in self.valid_keys:
-            raise StripeAuthRejected()
-
-    def create_session(
-        self, api_key: str, stripe_account: str | None, params_json: str, idempotency_key: str
-    ) -> CheckoutSession:
-        self._auth(api_key)
-        if self.fail_create:
-            raise self.fail_create.pop(0)
-        if idempotency_key in self.by_key:
-            return self.sessions[self.by_key[idempotency_key]]
-        params = json.loads(params_json)
-        session = CheckoutSession(
-            id=f"cs_{len(self.sessions)}",
-            status=SessionStatus.OPEN,
-            url="https://checkout/" if params["ui_mode"] == "hosted_page" else None,
-        )
-        self.sessions[session.id] = session
-        self.params[session.id] = params
-        self.by_key[idempotency_key] = session.id
-        return session
-
-    def retrieve_session(self, api_key: str, stripe_account: str | None, session_id: str) -> CheckoutSession:
-        self._auth(api_key)
-        return self.sessions[session_id]
-
-    def expire_session(self, api_key: str, stripe_account: str | None, session_id: str) -> CheckoutSession:
-        self._auth(api_key)
-        self.expire_threads.add(threading.current_thread().name)
-        if self.fail_expire:
-            raise self.fail_expire.pop(0)
-        session = self.sessions[session_id]
-        if session.status is SessionStatus.OPEN:
-            session = replace(session, status=SessionStatus.EXPIRED)
-            self.sessions[session_id] = session
-        return session
-
-    def open_ids(self) -> list[str]:
-        return [s.id for s in self.sessions.values() if s.status is SessionStatus.OPEN]
-
-
-@dataclass
-class FakeRegistry:
-    """The registry's semantics (lease, attempt, records) in a dict."""
-
-    lease: dict[ReferenceKey, str] = field(default_factory=dict)
-    states: dict[ReferenceKey, ReferenceState] = field(default_factory=dict)
-    lose_lease_on_record: bool = False
-
-    def _state(self, key: ReferenceKey) -> ReferenceState:
-        return self.states.get(key, ReferenceState(key))
-
-    def acquire(self, key: ReferenceKey, owner: str) -> ReferenceState:
-        if key in self.lease:
-            raise CheckoutInProgress()
-        self.lease[key] = owner
-        return self._state(key)
-
-    def release(self, key: ReferenceKey, owner: str) -> None:
-        if self.lease.get(key) == owner:
-            del self.lease[key]
-
-    def _check(self, key: ReferenceKey, owner: str) -> None:
-        if self.lease.get(key) != owner:
-            raise LeaseLost()
-
-    def save_attempt(self, key: ReferenceKey, owner: str, attempt: PendingAttempt) -> None:
-        self._check(key, owner)
-        self.states[key] = replace(self._state(key), pending_attempt=attempt)
-
-    def clear_attempt(self, key: ReferenceKey, owner: str) -> None:
-        self._check(key, owner)
-        self.states[key] = replace(self._state(key), pending_attempt=None)
-
-    def record_session(
-        self, key: ReferenceKey, owner: str, session: CheckoutSession, stripe_account: str | None, ui_mode: str,
-        *, make_current: bool,
-    ) -> None:  # fmt: skip
-        if self.lose_lease_on_record:
-            self.lease[key] = "someone-else"
-        self._check(key, owner)
-        state = self._state(key)
-        record = SessionRecord(session.id, session.status, stripe_account, len(state.sessions))
-        self.states[key] = replace(
-            state,
-            pending_attempt=None,
-            sessions=(*state.sessions, record),
-            current_session_id=session.id if make_current else state.current_session_id,
-        )
-
-    def record_orphan(
-        self, key: ReferenceKey, session: CheckoutSession, stripe_account: str | None, ui_mode: str
-    ) -> None:
-        state = self._state(key)
-        record = SessionRecord(session.id, session.status, stripe_account, len(state.sessions))
-        self.states[key] = replace(state, sessions=(*state.sessions, record))
-
-    def update_status(self, key: ReferenceKey, session: CheckoutSession) -> None:
-        state = self._state(key)
-        sessions = tuple(
-            replace(s, status=session.status) if s.session_id == session.id else s for s in state.sessions
-        )
-        completed = session.id if session.status is SessionStatus.COMPLETE else state.completed_session_id
-        self.states[key] = replace(state, sessions=sessions, completed_session_id=completed)
+    def __call__(self) -> float:
+        return self.now
 
 
 @dataclass
 class World:
     directory: FakeDirectory
-    keys: FakeKeys
     stripe: FakeStripe
-    registry: FakeRegistry
+    registry: InMemorySessionRegistry
     service: CheckoutService
+    clock: Clock
 
     def state(self, reference: str = "ref-1") -> ReferenceState:
-        return self.registry._state(ReferenceKey(COMPANY, reference))
+        return self.registry.load(ReferenceKey(COMPANY, reference))
 
 
 @pytest.fixture
 def world() -> World:
-    directory, keys, stripe, registry = FakeDirectory(), FakeKeys(), FakeStripe(), FakeRegistry()
+    clock = Clock()
+    directory = FakeDirectory(SETTINGS, {ARTICLE.key: ARTICLE})
+    stripe, registry = FakeStripe(), InMemorySessionRegistry(90, clock)
     service = CheckoutService(
-        directory, keys, stripe, registry, session_params, clock=lambda: 1_800_000_000.0
+        directory,
+        stripe,
+        registry,
+        ThreadPoolExecutor(max_workers=4),
+        secret_name_prefix="checkout/stripe/",
+        sessions_per_minute=10,
+        clock=clock,
     )
-    return World(directory, keys, stripe, registry, service)
+    return World(directory, stripe, registry, service, clock)
 
 
 def request(reference: str = "ref-1", **overrides: Any) -> StripeV1CreateCheckout:
@@ -226,127 +103,174 @@ def test_creates_records_and_makes_current(world: World) -> None:
 
     state = world.state()
     assert state.current_session_id == result.session.id
-    assert [s.session_id for s in state.sessions] == [result.session.id]
-    assert state.pending_attempt is None
-    assert world.registry.lease == {}
+    assert state.open_sessions == (OpenSession(result.session.id, None),)
+    assert [s.ui_mode for s in state.sessions] == ["hosted"]
+    assert state.pending_attempts == ()
+    assert world.stripe.calls == ["create"]
 
 
-def test_second_checkout_expires_the_first(world: World) -> None:
+def test_a_second_checkout_expires_the_first_and_becomes_current(world: World) -> None:
     first = world.service.create_checkout(request()).session.id
 
-    second = world.service.create_checkout(request())
+    second = world.service.create_checkout(request()).session.id
 
-    assert second.expired_sessions == 1
-    assert world.stripe.open_ids() == [second.session.id]
-    assert {s.session_id: s.status for s in world.state().sessions} == {
-        first: SessionStatus.EXPIRED,
-        second.session.id: SessionStatus.OPEN,
+    assert world.stripe.open_ids() == [second]
+    state = world.state()
+    assert state.current_session_id == second
+    assert {s.session_id: s.state for s in state.sessions} == {
+        first: SessionState.EXPIRED,
+        second: SessionState.OPEN,
     }
+    assert sorted(world.stripe.calls[1:]) == ["create", f"expire {first}"]
 
 
-def test_open_sessions_are_expired_concurrently(world: World) -> None:
-    key = ReferenceKey(COMPANY, "ref-1")
-    for _ in range(3):
-        session = world.stripe.create_session(
-            "sk_test_current", None, json.dumps({"ui_mode": "hosted_page"}), str(uuid.uuid4())
-        )
-        world.registry.record_orphan(key, session, None, "hosted_page")
-
-    result = world.service.create_checkout(request())
-
-    assert result.expired_sessions == 3
-    assert world.stripe.open_ids() == [result.session.id]
-    assert all(name != "MainThread" for name in world.stripe.expire_threads)
-
-
-def test_a_completed_prior_session_is_409_and_nothing_is_created(world: World) -> None:
+def test_a_prior_paid_meanwhile_is_409_the_new_session_is_expired_and_the_reference_paid(
+    world: World,
+) -> None:
     first = world.service.create_checkout(request()).session.id
-    world.stripe.sessions[first] = replace(world.stripe.sessions[first], status=SessionStatus.COMPLETE)
+    world.stripe.pay(first)
 
     with pytest.raises(AlreadyPaid):
         world.service.create_checkout(request())
 
-    assert len(world.stripe.sessions) == 1
-    assert world.state().completed_session_id == first
-    assert world.registry.lease == {}
-
-
-def test_a_pending_attempt_is_replayed_recorded_and_expired(world: World) -> None:
-    world.service.create_checkout(request())
-    # A previous invocation died right after Stripe created its session.
-    world.stripe.fail_create.append(RuntimeError("the Lambda died"))
-    with pytest.raises(RuntimeError):
+    assert world.stripe.open_ids() == []
+    state = world.state()
+    assert state.payment.state is PaymentState.PAID
+    assert state.payment.paid_session_id == first
+    assert state.current_session_id == first
+    assert [s.state for s in state.sessions] == [SessionState.PAID, SessionState.EXPIRED]
+    assert state.owed_events == (f"Checkout Paid#{first}",)
+    calls = len(world.stripe.calls)
+    with pytest.raises(AlreadyPaid):
         world.service.create_checkout(request())
-    pending = world.state().pending_attempt
-    assert pending is not None
-    world.stripe.create_session("sk_test_current", None, pending.params_json, pending.idempotency_key)
-
-    result = world.service.create_checkout(request())
-
-    statuses = {s.session_id: s.status for s in world.state().sessions}
-    assert world.stripe.open_ids() == [result.session.id]
-    assert set(statuses) == set(world.stripe.sessions)
-    assert list(statuses.values()).count(SessionStatus.OPEN) == 1
+    assert len(world.stripe.calls) == calls  # known paid: Stripe is not asked again
 
 
-def test_a_definite_stripe_refusal_leaves_no_pending_attempt(world: World) -> None:
-    world.stripe.fail_create.append(StripeRejected(502, "StripeRejected", "Stripe rejected the checkout: no"))
+def test_a_prior_settling_meanwhile_is_409_payment_processing(world: World) -> None:
+    first = world.service.create_checkout(request()).session.id
+    world.stripe.pay(first, payment_status="unpaid")  # a bank debit, settling
 
-    with pytest.raises(StripeRejected):
+    with pytest.raises(PaymentProcessing):
         world.service.create_checkout(request())
 
-    assert world.state().pending_attempt is None
+    assert world.stripe.open_ids() == []
+    assert world.state().payment.state is PaymentState.PROCESSING
+    with pytest.raises(PaymentProcessing):
+        world.service.create_checkout(request())
 
 
-def test_an_uncertain_stripe_failure_keeps_the_pending_attempt(world: World) -> None:
-    world.stripe.fail_create.append(UpstreamFailure(504, "StripeTimeout", "Stripe did not answer in time."))
+def test_a_prior_that_cannot_be_expired_keeps_being_current_and_the_new_one_is_closed(world: World) -> None:
+    first = world.service.create_checkout(request()).session.id
+    world.stripe.fail_expire.append(UpstreamFailure("StripeError", "Stripe failed."))
 
     with pytest.raises(UpstreamFailure):
         world.service.create_checkout(request())
 
-    assert world.state().pending_attempt is not None
-    assert world.registry.lease == {}
+    assert world.stripe.open_ids() == [first]
+    state = world.state()
+    assert state.current_session_id == first
+    assert state.open_sessions == (OpenSession(first, None),)
+    assert [s.state for s in state.sessions] == [SessionState.OPEN, SessionState.EXPIRED]
 
 
-def test_a_refused_key_is_fetched_again_once(world: World) -> None:
-    world.stripe.valid_keys = {"sk_test_rotated"}
+def test_an_attempt_left_by_a_dead_request_is_replayed_recorded_and_expired(world: World) -> None:
+    key = ReferenceKey(COMPANY, "ref-1")
+    spec = world.service._spec(request(), SETTINGS, [ARTICLE.key], {ARTICLE.key: ARTICLE})
+    dead = PendingAttempt.of("checkout-dead", spec, 5)
+    orphan = world.stripe.create_session(SETTINGS.merchant, spec, dead.idempotency_key)  # Stripe made it
+    with world.registry.reference(key, dead):
+        pass  # the request died here: never recorded
 
-    def rotated(secret_name: str, *, refresh: bool = False) -> str:
-        world.keys.fetches.append(refresh)
-        return "sk_test_rotated" if refresh else "sk_test_current"
+    result = world.service.create_checkout(request())
 
-    world.keys.get = rotated  # type: ignore[method-assign]
+    assert world.stripe.open_ids() == [result.session.id]
+    state = world.state()
+    assert [(s.session_id, s.state) for s in state.sessions] == [
+        (orphan.id, SessionState.EXPIRED),
+        (result.session.id, SessionState.OPEN),
+    ]
+    assert state.pending_attempts == ()
 
-    world.service.create_checkout(request())
 
-    assert world.keys.fetches == [False, True]
+def test_an_unreadable_attempt_is_dropped_and_never_blocks_the_reference(world: World) -> None:
+    key = ReferenceKey(COMPANY, "ref-1")
+    with world.registry.reference(key, PendingAttempt("checkout-poison", "{not json", 5)):
+        pass
+
+    result = world.service.create_checkout(request())
+
+    assert world.state().pending_attempts == ()
+    assert world.stripe.open_ids() == [result.session.id]
 
 
-def test_a_key_refused_twice_is_a_credentials_failure(world: World) -> None:
-    world.stripe.valid_keys = set()
+def test_a_definite_stripe_refusal_leaves_no_pending_attempt(world: World) -> None:
+    world.stripe.fail_create.append(StripeRejected("StripeRejected", "Stripe rejected the checkout."))
+
+    with pytest.raises(StripeRejected):
+        world.service.create_checkout(request())
+
+    assert world.state().pending_attempts == ()
+    assert not world.state().lease_held
+
+
+def test_an_uncertain_stripe_failure_keeps_the_pending_attempt(world: World) -> None:
+    world.stripe.fail_create.append(UpstreamFailure("StripeTimeout", "Stripe did not answer."))
+
+    with pytest.raises(UpstreamFailure):
+        world.service.create_checkout(request())
+
+    assert len(world.state().pending_attempts) == 1
+    assert not world.state().lease_held
+
+
+def test_a_key_refused_even_after_a_fresh_fetch_is_a_credentials_failure(world: World) -> None:
+    world.stripe.valid_keys.clear()
 
     with pytest.raises(StripeCredentialsUnusable):
         world.service.create_checkout(request())
 
-    assert world.keys.fetches == [False, True]
+    assert world.state().pending_attempts == ()
 
 
-def test_a_lease_lost_before_recording_expires_and_records_the_session(world: World) -> None:
-    world.registry.lose_lease_on_record = True
+def test_a_reference_held_by_another_request_is_409_in_progress(world: World) -> None:
+    key = ReferenceKey(COMPANY, "ref-1")
+    spec = world.service._spec(request(), SETTINGS, [ARTICLE.key], {ARTICLE.key: ARTICLE})
+    with world.registry.reference(key, PendingAttempt.of("other", spec, 1)) as other:
+        with pytest.raises(CheckoutInProgress):
+            world.service.create_checkout(request())
+        other.release(keep_attempts=())
+    assert world.stripe.calls == []
+
+
+def test_a_lease_lost_before_commit_closes_and_records_the_new_session(world: World) -> None:
+    def overtaken() -> None:
+        world.clock.now += 91  # our lease runs out while Stripe answers
+        with world.registry.reference(ReferenceKey(COMPANY, "ref-1"), PendingAttempt("x", "{}", 1)) as thief:
+            thief.committed = True  # it keeps the lease: "another request holds it now"
+
+    world.stripe.on_create = overtaken
 
     with pytest.raises(CheckoutInProgress):
         world.service.create_checkout(request())
 
-    [record] = world.state().sessions
-    assert record.status is SessionStatus.EXPIRED
     assert world.stripe.open_ids() == []
+    assert [s.state for s in world.state().sessions] == [SessionState.EXPIRED]
 
 
-def test_a_reference_in_progress_is_409(world: World) -> None:
-    world.registry.lease[ReferenceKey(COMPANY, "ref-1")] = "other"
-
-    with pytest.raises(CheckoutInProgress):
+def test_a_reference_asking_for_too_many_sessions_a_minute_is_429_with_retry_after(world: World) -> None:
+    for _ in range(10):
         world.service.create_checkout(request())
+        world.clock.now += 1
+    calls = len(world.stripe.calls)
+
+    with pytest.raises(TooManyCheckouts) as caught:
+        world.service.create_checkout(request())
+
+    assert caught.value.retry_after == 50
+    assert len(world.stripe.calls) == calls
+    assert world.state().pending_attempts == ()
+    world.clock.now += 50
+    world.service.create_checkout(request())
 
 
 def test_unconfigured_and_disabled_companies_are_refused_alike(world: World) -> None:
@@ -356,7 +280,6 @@ def test_unconfigured_and_disabled_companies_are_refused_alike(world: World) -> 
     world.directory.settings = replace(SETTINGS, checkout_enabled=False)
     with pytest.raises(CheckoutNotConfigured) as disabled:
         world.service.create_checkout(request())
-
     assert unknown.value.message == disabled.value.message
 
 
@@ -372,14 +295,21 @@ def test_embedded_mode_uses_return_url_and_rejects_cancel_url(world: World) -> N
     assert params["ui_mode"] == "embedded_page"
     assert params["return_url"] == "https://shop.example/done"
     assert "success_url" not in params and "cancel_url" not in params
+    assert [s.ui_mode for s in world.state().sessions] == ["embedded"]
 
 
 def test_zero_total_is_refused_before_stripe(world: World) -> None:
-    key = ArticleKey(1, 42)
-    world.directory.catalogue[key] = Article(key, "Free", 0, "sek")
+    world.directory.articles[ARTICLE.key] = replace(ARTICLE, unit_amount=0)
 
     with pytest.raises(InvalidRequest) as caught:
         world.service.create_checkout(request())
 
     assert caught.value.errors[0].field_name == "Articles"
     assert world.stripe.sessions == {}
+
+
+def test_an_unknown_article_is_a_field_error(world: World) -> None:
+    body = request(Articles=[{"ArticleId": 42, "ArticleTypeId": 1}, {"ArticleId": 9, "ArticleTypeId": 1}])
+    with pytest.raises(InvalidRequest) as caught:
+        world.service.create_checkout(body)
+    assert [e.field_name for e in caught.value.errors] == ["Articles[1].ArticleId"]

@@ -1,0 +1,274 @@
+"""One contract, two registries: the DynamoDB adapter (on moto) and the in-memory fake.
+
+Every behaviour the use case relies on is asserted against both, so a unit test that
+passes against the fake says something true about the real registry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import pytest
+
+from checkout.aws_clients import dynamodb_client
+from checkout.contract import UiMode
+from checkout.domain import (
+    CheckoutSession,
+    CheckoutSpec,
+    LineItem,
+    OpenSession,
+    PaymentState,
+    PendingAttempt,
+    ReferenceKey,
+    SessionState,
+    SessionStatus,
+)
+from checkout.errors import AlreadyPaid, CheckoutInProgress, LeaseLost, PaymentProcessing
+from checkout.reference_transitions import BookingEvent
+from checkout.session_registry import DynamoSessionRegistry, SessionWrite
+from tests.conftest import TABLES
+from tests.fakes import InMemorySessionRegistry
+
+LEASE_SECONDS = 30
+
+
+@dataclass
+class Clock:
+    now: float = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["dynamodb", "in-memory"])
+def registry(request: pytest.FixtureRequest, clock: Clock) -> Iterator[DynamoSessionRegistry]:
+    if request.param == "dynamodb":
+        request.getfixturevalue("stack")
+        yield DynamoSessionRegistry(dynamodb_client(), TABLES["SESSIONS_TABLE_NAME"], LEASE_SECONDS, clock)
+    else:
+        yield InMemorySessionRegistry(LEASE_SECONDS, clock)  # type: ignore[misc]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def key() -> ReferenceKey:
+    return ReferenceKey(uuid.uuid4(), f"booking-{uuid.uuid4().hex[:6]}")
+
+
+def attempt(key: ReferenceKey, name: str = "a") -> PendingAttempt:
+    spec = CheckoutSpec(
+        company_id=key.company_id,
+        reference=key.reference,
+        ui_mode=UiMode.HOSTED,
+        locale="sv",
+        line_items=(LineItem("Haircut", 45000, "sek", 1),),
+        article_type_ids=(1,),
+        confirmation_url="https://shop.example/done",
+        cancel_url=None,
+        stripe_account=None,
+    )
+    return PendingAttempt.of(f"{name}-{uuid.uuid4().hex}", spec, 1)
+
+
+def session(
+    sid: str, status: SessionStatus = SessionStatus.OPEN, payment_status: str = "unpaid"
+) -> CheckoutSession:
+    return CheckoutSession(
+        id=sid, status=status, payment_status=payment_status, amount_total=45000, currency="sek"
+    )
+
+
+def checkout(registry: DynamoSessionRegistry, key: ReferenceKey, sid: str) -> None:
+    """One whole checkout: the priors expired, `sid` recorded as current and open."""
+    with registry.reference(key, attempt(key)) as ref:
+        expired = [
+            SessionWrite(session(p.session_id, SessionStatus.EXPIRED), None) for p in ref.open_sessions
+        ]
+        ref.commit(
+            [*expired, SessionWrite(session(sid), None, "hosted", created=True)],
+            current_session_id=sid,
+            open_sessions=[OpenSession(sid, None)],
+        )
+
+
+def test_a_new_reference_has_nothing_open(registry: DynamoSessionRegistry, key: ReferenceKey) -> None:
+    mine = attempt(key)
+    with registry.reference(key, mine) as ref:
+        assert ref.open_sessions == ()
+        assert ref.stale_attempts == ()
+        assert ref.attempt == mine
+        assert registry.load(key).lease_held
+    state = registry.load(key)
+    assert not state.lease_held
+    assert state.pending_attempts == (mine,)  # left without commit: kept for a replay
+
+
+def test_a_commit_records_the_session_and_the_next_checkout_sees_it_open(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    checkout(registry, key, "cs_1")
+    with registry.reference(key, attempt(key)) as ref:
+        assert ref.open_sessions == (OpenSession("cs_1", None),)
+        assert ref.current_session_id == "cs_1"
+        ref.release(keep_attempts=())
+    state = registry.load(key)
+    assert [(s.session_id, s.state, s.ui_mode) for s in state.sessions] == [
+        ("cs_1", SessionState.OPEN, "hosted")
+    ]
+    assert state.pending_attempts == ()
+    assert state.current_session_id == "cs_1"
+
+
+def test_priors_are_updated_and_the_new_one_becomes_current(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    checkout(registry, key, "cs_1")
+    checkout(registry, key, "cs_2")
+    state = registry.load(key)
+    assert {s.session_id: s.status for s in state.sessions} == {
+        "cs_1": SessionStatus.EXPIRED,
+        "cs_2": SessionStatus.OPEN,
+    }
+    assert state.open_sessions == (OpenSession("cs_2", None),)
+    assert state.current_session_id == "cs_2"
+
+
+def test_a_held_reference_refuses_a_second_holder_until_released(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    with registry.reference(key, attempt(key)) as ref:
+        with pytest.raises(CheckoutInProgress), registry.reference(key, attempt(key, "b")):
+            pass
+        ref.release(keep_attempts=())
+    with registry.reference(key, attempt(key, "c")) as again:
+        again.release(keep_attempts=())
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_commit(
+    registry: DynamoSessionRegistry, key: ReferenceKey, clock: Clock
+) -> None:
+    with registry.reference(key, attempt(key)) as old:
+        clock.now += LEASE_SECONDS + 1
+        with registry.reference(key, attempt(key, "new")) as new:
+            assert [a.idempotency_key for a in new.stale_attempts] == [old.attempt.idempotency_key]
+            with pytest.raises(LeaseLost):
+                old.commit([], current_session_id=None, open_sessions=[])
+            new.release(keep_attempts=())
+        old.committed = True  # its release would be refused anyway
+
+
+def test_unresolved_attempts_stay_for_the_next_holder(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    first = attempt(key, "first")
+    with registry.reference(key, first) as ref:
+        ref.commit([], current_session_id=None, open_sessions=[], keep_attempts=[first])
+    with registry.reference(key, attempt(key, "second")) as ref:
+        assert ref.stale_attempts == (first,)
+        assert ref.stale_attempts[0].spec().reference == key.reference
+        ref.release(keep_attempts=())
+    assert registry.load(key).pending_attempts == ()
+
+
+def test_news_of_a_payment_marks_the_reference_paid_once_and_owes_one_event(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    checkout(registry, key, "cs_1")
+    paid = session("cs_1", SessionStatus.COMPLETE, "paid")
+
+    first = registry.apply_news(key, paid)
+    again = registry.apply_news(key, paid)
+
+    assert first is not None and first.events == (BookingEvent.PAID,)
+    assert again is not None and not again.changed
+    state = registry.load(key)
+    assert state.payment.state is PaymentState.PAID
+    assert state.payment.paid_session_id == "cs_1"
+    assert state.open_sessions == ()
+    assert state.owed_events == ("Checkout Paid#cs_1",)
+    with pytest.raises(AlreadyPaid), registry.reference(key, attempt(key)):
+        pass
+
+
+def test_a_settling_payment_blocks_checkouts_until_it_fails(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    checkout(registry, key, "cs_1")
+    settling = session("cs_1", SessionStatus.COMPLETE, "unpaid")
+    registry.apply_news(key, settling)
+    with pytest.raises(PaymentProcessing), registry.reference(key, attempt(key)):
+        pass
+
+    failed = registry.apply_news(key, replace(settling, payment_failed=True))
+
+    assert failed is not None and failed.events == (BookingEvent.PAYMENT_FAILED,)
+    assert registry.load(key).payment.state is PaymentState.PAYABLE
+    checkout(registry, key, "cs_2")
+
+
+def test_a_late_expiry_never_unpays(registry: DynamoSessionRegistry, key: ReferenceKey) -> None:
+    checkout(registry, key, "cs_1")
+    registry.apply_news(key, session("cs_1", SessionStatus.COMPLETE, "paid"))
+
+    late = registry.apply_news(key, session("cs_1", SessionStatus.EXPIRED))
+
+    assert late is not None and not late.changed
+    assert registry.load(key).payment.state is PaymentState.PAID
+
+
+def test_news_of_a_session_the_registry_does_not_hold_is_ignored(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    assert registry.apply_news(key, session("cs_unknown", SessionStatus.COMPLETE, "paid")) is None
+    checkout(registry, key, "cs_1")
+    assert registry.apply_news(key, session("cs_other", SessionStatus.COMPLETE, "paid")) is None
+    assert registry.load(key).payment.state is PaymentState.PAYABLE
+
+
+def test_the_current_session_expiring_owes_an_expired_event(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    checkout(registry, key, "cs_1")
+    result = registry.apply_news(key, session("cs_1", SessionStatus.EXPIRED))
+    assert result is not None and result.events == (BookingEvent.EXPIRED,)
+    assert registry.load(key).open_sessions == ()
+
+
+def test_creations_of_the_last_minute_are_remembered(
+    registry: DynamoSessionRegistry, key: ReferenceKey, clock: Clock
+) -> None:
+    checkout(registry, key, "cs_1")
+    clock.now += 30
+    checkout(registry, key, "cs_2")
+    with registry.reference(key, attempt(key)) as ref:
+        assert len(ref.creations_within(int(clock.now * 1000))) == 2
+        clock.now += 45
+        assert len(ref.creations_within(int(clock.now * 1000))) == 1
+        ref.release(keep_attempts=())
+
+
+def test_a_session_recorded_without_the_lease_is_in_the_history(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    with registry.reference(key, attempt(key)) as ref:
+        ref.record_unleased(
+            SessionWrite(session("cs_orphan", SessionStatus.EXPIRED), None, "hosted", created=True)
+        )
+    assert [s.session_id for s in registry.load(key).sessions] == ["cs_orphan"]
+
+
+def test_a_session_is_found_by_its_id_alone(registry: DynamoSessionRegistry, key: ReferenceKey) -> None:
+    checkout(registry, key, f"cs_find_{key.reference}")
+
+    found = registry.find_session(f"cs_find_{key.reference}")
+
+    assert found is not None
+    assert found[0] == key
+    assert found[1].state is SessionState.OPEN
+    assert registry.find_session("cs_nobody") is None

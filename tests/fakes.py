@@ -1,0 +1,304 @@
+"""In-memory fakes of the use case's ports, for unit tests without AWS or HTTP.
+
+The registry fake runs the same contract suite as the DynamoDB registry
+(`tests/contract/test_session_registry.py`), so it cannot drift from the real thing.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from checkout.domain import (
+    Article,
+    ArticleKey,
+    CheckoutSession,
+    CheckoutSpec,
+    CompanySettings,
+    Merchant,
+    OpenSession,
+    PendingAttempt,
+    ReferenceKey,
+    ReferencePayment,
+    ReferenceState,
+    SessionRecord,
+    SessionState,
+    SessionStatus,
+)
+from checkout.errors import LeaseLost, StripeCredentialsUnusable
+from checkout.reference_transitions import Transition, event_detail, transition
+from checkout.session_registry import ReferenceLease, SessionWrite, refusal
+from checkout.stripe_gateway import session_params
+
+
+class FakeDirectory:
+    """One company's settings and catalogue."""
+
+    def __init__(self, settings: CompanySettings | None, articles: dict[ArticleKey, Article]) -> None:
+        self.settings = settings
+        self.articles = articles
+
+    def catalogue(
+        self, company_id: uuid.UUID, keys: Iterable[ArticleKey]
+    ) -> tuple[CompanySettings | None, dict[ArticleKey, Article]]:
+        return self.settings, {k: self.articles[k] for k in keys if k in self.articles}
+
+
+@dataclass
+class FakeStripe:
+    """Sessions by id; idempotent creates; scripted failures; keys that can be rotated."""
+
+    sessions: dict[str, CheckoutSession] = field(default_factory=dict)
+    by_key: dict[str, str] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=lambda: {"checkout/stripe/x": "sk_test_current"})
+    cached_keys: dict[str, str] = field(default_factory=dict)
+    valid_keys: set[str] = field(default_factory=lambda: {"sk_test_current"})
+    fail_create: list[Exception] = field(default_factory=list)
+    fail_expire: list[Exception] = field(default_factory=list)
+    on_create: Callable[[], None] | None = None
+    calls: list[str] = field(default_factory=list)
+    key_fetches: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _key(self, merchant: Merchant, refresh: bool) -> str:
+        if refresh or merchant.secret_name not in self.cached_keys:
+            self.key_fetches += 1
+            self.cached_keys[merchant.secret_name] = self.keys[merchant.secret_name]
+        return self.cached_keys[merchant.secret_name]
+
+    def _with_key(self, merchant: Merchant) -> None:
+        for refresh in (False, True):
+            if self._key(merchant, refresh) in self.valid_keys:
+                return
+        raise StripeCredentialsUnusable()
+
+    def prefetch_key(self, merchant: Merchant) -> None:
+        pass
+
+    def create_session(self, merchant: Merchant, spec: CheckoutSpec, idempotency_key: str) -> CheckoutSession:
+        self._with_key(merchant)
+        with self.lock:
+            self.calls.append("create")
+            if self.on_create is not None:
+                self.on_create()
+            if self.fail_create:
+                raise self.fail_create.pop(0)
+            if idempotency_key in self.by_key:
+                return self.sessions[self.by_key[idempotency_key]]
+            params = session_params(spec)
+            session = CheckoutSession(
+                id=f"cs_{len(self.sessions)}",
+                status=SessionStatus.OPEN,
+                url="https://checkout/" if params["ui_mode"] == "hosted_page" else None,
+                client_secret="cs_secret" if params["ui_mode"] == "embedded_page" else None,
+            )
+            self.sessions[session.id] = session
+            self.params[session.id] = params
+            self.by_key[idempotency_key] = session.id
+            return session
+
+    def retrieve_session(self, merchant: Merchant, session_id: str) -> CheckoutSession:
+        self._with_key(merchant)
+        return self.sessions[session_id]
+
+    def expire_session(self, merchant: Merchant, session_id: str) -> CheckoutSession:
+        self._with_key(merchant)
+        with self.lock:
+            self.calls.append(f"expire {session_id}")
+            if self.fail_expire:
+                raise self.fail_expire.pop(0)
+            session = self.sessions[session_id]
+            if session.status is SessionStatus.OPEN:
+                session = replace(session, status=SessionStatus.EXPIRED)
+                self.sessions[session_id] = session
+            return session
+
+    def pay(self, session_id: str, payment_status: str = "paid") -> CheckoutSession:
+        session = replace(
+            self.sessions[session_id], status=SessionStatus.COMPLETE, payment_status=payment_status
+        )
+        self.sessions[session_id] = session
+        return session
+
+    def open_ids(self) -> list[str]:
+        return [s.id for s in self.sessions.values() if s.status is SessionStatus.OPEN]
+
+
+@dataclass
+class _Head:
+    lease_owner: str | None = None
+    lease_expires_at_ms: int = 0
+    attempts: list[PendingAttempt] = field(default_factory=list)
+    open_sessions: dict[str, OpenSession] = field(default_factory=dict)
+    current_session_id: str | None = None
+    payment: ReferencePayment = field(default_factory=ReferencePayment)
+    outbox: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recent_creations_ms: list[int] = field(default_factory=list)
+
+
+class InMemorySessionRegistry:
+    """The DynamoDB registry's semantics in dicts, behind one lock (DynamoDB's atomicity)."""
+
+    def __init__(self, lease_seconds: int = 90, clock: Callable[[], float] | None = None) -> None:
+        self._lease_ms = lease_seconds * 1000
+        self._clock = clock or (lambda: 0.0)
+        self._lock = threading.RLock()
+        self._heads: dict[ReferenceKey, _Head] = {}
+        self._records: dict[ReferenceKey, dict[str, SessionRecord]] = {}
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    @contextmanager
+    def reference(self, key: ReferenceKey, attempt: PendingAttempt) -> Iterator[ReferenceLease]:
+        lease = self._take(key, attempt)
+        try:
+            yield lease
+        finally:
+            if not lease.committed:
+                self._release(lease, (*lease.stale_attempts, lease.attempt))
+
+    def _take(self, key: ReferenceKey, attempt: PendingAttempt) -> ReferenceLease:
+        owner = uuid.uuid4().hex
+        with self._lock:
+            head = self._heads.setdefault(key, _Head())
+            held = head.lease_owner is not None and head.lease_expires_at_ms >= self._now_ms()
+            if held or head.payment.state.value != "payable":
+                raise refusal({"payment_state": head.payment.state.value})
+            head.lease_owner = owner
+            head.lease_expires_at_ms = self._now_ms() + self._lease_ms
+            head.attempts.append(attempt)
+            return ReferenceLease(
+                key=key,
+                owner=owner,
+                attempt=attempt,
+                current_session_id=head.current_session_id,
+                open_sessions=tuple(head.open_sessions[s] for s in sorted(head.open_sessions)),
+                stale_attempts=tuple(
+                    a for a in head.attempts if a.idempotency_key != attempt.idempotency_key
+                ),
+                recent_creations_ms=tuple(head.recent_creations_ms),
+                _registry=self,  # type: ignore[arg-type]
+            )
+
+    def _held(self, lease: ReferenceLease) -> _Head:
+        head = self._heads[lease.key]
+        if head.lease_owner != lease.owner:
+            raise LeaseLost()
+        return head
+
+    def _release(self, lease: ReferenceLease, keep_attempts: Sequence[PendingAttempt]) -> None:
+        with self._lock:
+            try:
+                head = self._held(lease)
+            except LeaseLost:
+                return
+            head.attempts = list(keep_attempts)
+            head.lease_owner = None
+
+    def _commit(
+        self,
+        lease: ReferenceLease,
+        sessions: Sequence[SessionWrite],
+        current_session_id: str | None,
+        open_sessions: Sequence[OpenSession],
+        keep_attempts: Sequence[PendingAttempt],
+    ) -> None:
+        with self._lock:
+            head = self._held(lease)
+            now_ms = self._now_ms()
+            for write in sessions:
+                self._write(lease.key, write, now_ms)
+            created = [now_ms for w in sessions if w.created and w.session.id == current_session_id]
+            head.recent_creations_ms = [*lease.creations_within(now_ms), *created]
+            head.open_sessions = {s.session_id: s for s in open_sessions}
+            head.attempts = list(keep_attempts)
+            if current_session_id is not None:
+                head.current_session_id = current_session_id
+            head.lease_owner = None
+
+    def _record_unleased(self, key: ReferenceKey, write: SessionWrite) -> None:
+        with self._lock:
+            self._write(key, write, self._now_ms())
+
+    def _write(self, key: ReferenceKey, write: SessionWrite, now_ms: int) -> None:
+        records = self._records.setdefault(key, {})
+        session = write.session
+        old = records.get(session.id)
+        if write.created or old is None:
+            records[session.id] = SessionRecord(
+                session_id=session.id,
+                status=session.status,
+                state=session.state,
+                stripe_account=write.stripe_account,
+                created_at_ms=write.created_at_ms or now_ms,
+                ui_mode=write.ui_mode,
+                payment_status=session.payment_status,
+                amount_total=session.amount_total,
+                currency=session.currency,
+                payment_intent_id=session.payment_intent_id,
+                customer_email=session.customer_email,
+                livemode=session.livemode,
+            )
+        else:
+            records[session.id] = replace(
+                old, status=session.status, state=session.state, payment_status=session.payment_status
+            )
+
+    def apply_news(self, key: ReferenceKey, session: CheckoutSession) -> Transition | None:
+        with self._lock:
+            head = self._heads.get(key)
+            record = self._records.get(key, {}).get(session.id)
+            if head is None or record is None:
+                return None
+            result = transition(
+                head.payment, head.current_session_id, session.id, record.state, session.state
+            )
+            if not result.changed:
+                return result
+            self._records[key][session.id] = replace(
+                record,
+                status=session.status,
+                state=result.session_state,
+                payment_status=session.payment_status,
+                payment_intent_id=session.payment_intent_id or record.payment_intent_id,
+                customer_email=session.customer_email or record.customer_email,
+            )
+            head.payment = result.payment
+            if result.session_state is not SessionState.OPEN:
+                head.open_sessions.pop(session.id, None)
+            for event in result.events:
+                head.outbox[f"{event.value}#{session.id}"] = {
+                    "detail_type": event.value,
+                    "detail": event_detail(event, key, session, result.payment),
+                }
+            return result
+
+    def find_session(self, session_id: str) -> tuple[ReferenceKey, SessionRecord] | None:
+        with self._lock:
+            for key, records in self._records.items():
+                if session_id in records:
+                    return key, records[session_id]
+            return None
+
+    def load(self, key: ReferenceKey) -> ReferenceState:
+        with self._lock:
+            head = self._heads.get(key, _Head())
+            records = sorted(
+                self._records.get(key, {}).values(), key=lambda r: (r.created_at_ms, r.session_id)
+            )
+            return ReferenceState(
+                key=key,
+                payment=head.payment,
+                current_session_id=head.current_session_id,
+                open_sessions=tuple(head.open_sessions[s] for s in sorted(head.open_sessions)),
+                pending_attempts=tuple(head.attempts),
+                lease_held=head.lease_owner is not None and head.lease_expires_at_ms >= self._now_ms(),
+                sessions=tuple(records),
+                owed_events=tuple(sorted(head.outbox)),
+            )
