@@ -52,7 +52,7 @@ def build_services(config: Config) -> Services:
     executor = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="checkout")
     registry, relay = _registry_and_relay(config)
     directory = DynamoCompanyDirectory(
-        dynamodb_client(), config.companies_table, config.settings_cache_seconds
+        dynamodb_client(), config.companies_table, config.settings_cache_seconds, refresher=executor
     )
     gateway = StripeGateway(config, SecretsManagerKeys(_secrets(config)))
     checkout = CheckoutService(
