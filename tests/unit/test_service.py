@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from checkout.access import AccessPolicy
+from checkout.booking_events import OutboxRelay
 from checkout.contract import StripeV1CreateCheckout
 from checkout.domain import (
     Article,
@@ -39,7 +40,7 @@ from checkout.errors import (
     UpstreamFailure,
 )
 from checkout.service import CheckoutService
-from tests.fakes import FakeDirectory, FakeStripe, InMemorySessionRegistry
+from tests.fakes import FakeDirectory, FakePublisher, FakeStripe, InMemorySessionRegistry
 
 COMPANY = uuid.UUID("3f2504e0-4f89-11d3-9a0c-0305e82c3301")
 SETTINGS = CompanySettings(
@@ -69,6 +70,7 @@ class World:
     registry: InMemorySessionRegistry
     service: CheckoutService
     clock: Clock
+    publisher: FakePublisher
 
     def state(self, reference: str = "ref-1") -> ReferenceState:
         return self.registry.load(ReferenceKey(COMPANY, reference))
@@ -78,17 +80,18 @@ class World:
 def world() -> World:
     clock = Clock()
     directory = FakeDirectory(SETTINGS, {ARTICLE.key: ARTICLE})
-    stripe, registry = FakeStripe(), InMemorySessionRegistry(90, clock)
+    stripe, registry, publisher = FakeStripe(), InMemorySessionRegistry(90, clock), FakePublisher()
     service = CheckoutService(
         directory,
         stripe,
         registry,
+        OutboxRelay(registry, publisher),
         ThreadPoolExecutor(max_workers=4),
         secret_name_prefix="checkout/stripe/",
         sessions_per_minute=10,
         clock=clock,
     )
-    return World(directory, stripe, registry, service, clock)
+    return World(directory, stripe, registry, service, clock, publisher)
 
 
 def request(reference: str = "ref-1", **overrides: Any) -> StripeV1CreateCheckout:
@@ -143,7 +146,9 @@ def test_a_prior_paid_meanwhile_is_409_the_new_session_is_expired_and_the_refere
     assert state.payment.paid_session_id == first
     assert state.current_session_id == first
     assert [s.state for s in state.sessions] == [SessionState.PAID, SessionState.EXPIRED]
-    assert state.owed_events == (f"Checkout Paid#{first}",)
+    assert state.owed_events == ()  # recorded as owed, then published
+    assert world.publisher.types() == ["Checkout Paid"]
+    assert world.publisher.published[0].detail["SessionId"] == first
     calls = len(world.stripe.calls)
     with pytest.raises(AlreadyPaid):
         world.service.create_checkout(request(), api_key_id=KEY)
@@ -309,8 +314,9 @@ def test_a_request_without_a_key_id_is_refused_unless_unbound_requests_are_allow
         world.service.create_checkout(request(), api_key_id=None)
 
     local = CheckoutService(
-        world.directory, world.stripe, world.registry, ThreadPoolExecutor(max_workers=4),
-        secret_name_prefix="checkout/stripe/", clock=world.clock, access=AccessPolicy(allow_unbound=True),
+        world.directory, world.stripe, world.registry, OutboxRelay(world.registry, world.publisher),
+        ThreadPoolExecutor(max_workers=4), secret_name_prefix="checkout/stripe/", clock=world.clock,
+        access=AccessPolicy(allow_unbound=True),
     )  # fmt: skip
     assert local.create_checkout(request(), api_key_id=None).session.state is SessionState.OPEN
     world.directory.settings = None
