@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -27,7 +27,9 @@ CONFIRMED = "Booking confirmed — paid"
 
 def _wait[T](browser: WebDriver, condition: Callable[[WebDriver], T], what: str, timeout: float = 20) -> T:
     try:
-        return WebDriverWait(browser, timeout, poll_frequency=0.1).until(condition)
+        # A page that re-renders (a form post answered) leaves stale elements behind: look again.
+        waiting = WebDriverWait(browser, timeout, 0.1, ignored_exceptions=(StaleElementReferenceException,))
+        return waiting.until(condition)
     except TimeoutException:
         raise AssertionError(f"timed out waiting for {what}; at {browser.current_url}") from None
 
@@ -214,6 +216,8 @@ def test_delayed_payment_shows_processing_until_it_settles(
     _wait(browser, lambda b: b.find_elements(By.ID, "settle-succeeded"), "the settle button")
     screenshot("settle-on-emulator")
     browser.find_element(By.ID, "settle-succeeded").click()
+    # The bank's answer is a form post: let it finish before leaving the page.
+    _wait(browser, lambda b: _text(b, "#payment-status") == "paid", "the emulator to settle the payment")
     browser.get(confirmation)
     assert _status_shown(browser, "confirmed") == CONFIRMED
     screenshot("confirmation-page")
