@@ -42,7 +42,19 @@ def _open_demo(browser: WebDriver, local_api: LocalApiProcess, booking: str | No
     """Open the booking page; returns the booking reference it shows."""
     base = local_api.url("Checkout API on")
     browser.get(f"{base}/demo" + (f"?booking={booking}" if booking else ""))
-    _wait(browser, lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready"), "the demo page")
+    return _demo_ready(browser)
+
+
+def _demo_ready(browser: WebDriver) -> str:
+    """Wait until the booking page's script has run; returns the booking reference it shows."""
+    _wait(
+        browser,
+        lambda b: (
+            urlsplit(b.current_url).path == "/demo"
+            and b.find_element(By.TAG_NAME, "body").get_attribute("data-ready")
+        ),
+        "the demo page",
+    )
     return _text(browser, "#booking-ref")
 
 
@@ -173,7 +185,7 @@ def test_hosted_cancel_keeps_the_booking_unpaid_and_paying_again_replaces_the_se
     assert _states(record) == [(first, "open")] and record["current_session_id"] == first
 
     browser.find_element(By.ID, "retry").click()
-    assert _text(browser, "#booking-ref") == reference
+    assert _demo_ready(browser) == reference
     browser.find_element(By.ID, "pay-hosted").click()
     second = _on_emulator_page(browser, local_api)
     record = _registry(local_api, reference)
