@@ -175,6 +175,8 @@ def _handler_class(
                 query=parts.query,
                 source_ip=self.client_address[0],
             )
+            # Served at the root, not under a stage path: the URL the caller used is the path.
+            event["requestContext"]["path"] = parts.path
             response = invoke(event)
             self._reply(response["statusCode"], response_headers(response), response_body(response))
 
@@ -261,7 +263,7 @@ class LocalStack:
             result: dict[str, Any] = module.lambda_handler(event, LocalContext())
             return result
 
-        pages = Pages(openapi_document(module.app), demo_config(stripe_js_url, publishable_key))
+        pages = Pages(openapi_document(), demo_config(stripe_js_url, publishable_key))
         self.server.RequestHandlerClass = _handler_class(invoke, pages)
         threading.Thread(target=self.server.serve_forever, name="local-api", daemon=True).start()
         self._serving = True

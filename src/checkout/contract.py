@@ -1,10 +1,11 @@
-"""The wire contract of `POST /payment/stripe/v1/checkout` (StripeV1CreateCheckout).
+"""The wire contract of the checkout operations (StripeV1CreateCheckout, ...).
 
-Property names are PascalCase as the published ServiceStack operation has them, bound
-case-insensitively with unknown properties ignored, as ServiceStack binds them. These
-models are the single source of the OpenAPI document. Validation failures carry their
-own ErrorCode and message so that `field_errors` can turn them into the ServiceStack
-`ResponseStatus` body that existing clients display.
+Property names are PascalCase as the published ServiceStack operation has them. A
+request is bound and validated the way the original ServiceStack host does it
+(`checkout.servicestack`): the bound values are checked against `RULES`, this module's
+FluentValidation rules, whose failures carry FluentValidation's codes and texts; only a
+request that passes them becomes one of the models below. The models are also the
+single source of the OpenAPI document and of the DTOs served at `/types/*`.
 """
 
 from __future__ import annotations
@@ -14,12 +15,34 @@ from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_pascal
-from pydantic_core import PydanticCustomError
 
-from checkout.errors import FieldError
 from checkout.locales import COUNTRY_CODES
+from checkout.servicestack import (
+    CSharp,
+    Failure,
+    GreaterThan,
+    InclusiveBetween,
+    MaximumLength,
+    Meta,
+    Must,
+    NotEmpty,
+    Rule,
+    ValidationFailed,
+    each,
+    rule,
+    split_pascal_case,
+    validate,
+)
 
 MAX_ARTICLES = 100  # Stripe's line-item limit per Checkout Session.
 MAX_QUANTITY = 999
@@ -67,56 +90,8 @@ class _WireModel(BaseModel):
         return bound
 
 
-def _fail(code: str, tail: str) -> PydanticCustomError:
-    # The message is the tail after the field name: field_errors() prefixes the field as
-    # the client knows it, which a validator cannot know for items of a list.
-    return PydanticCustomError(code, tail)
-
-
-def _parse_guid(value: Any) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        parsed = value
-    elif isinstance(value, str) and value.strip():
-        try:
-            parsed = uuid.UUID(value.strip())
-        except ValueError:
-            raise _fail("InvalidGuid", "is not a valid GUID") from None
-    elif value is None or value == "":
-        raise _fail("NotEmpty", "must not be empty")
-    else:
-        raise _fail("InvalidGuid", "is not a valid GUID")
-    if parsed.int == 0:
-        raise _fail("NotEmpty", "must not be empty")
-    return parsed
-
-
 def _country_code(value: str) -> str:
-    code = value.strip().upper()
-    if not code:
-        raise _fail("NotEmpty", "must not be empty")
-    if code not in COUNTRY_CODES:
-        raise _fail("CountryCode", "must be an ISO 3166-1 alpha-2 country code, such as SE")
-    return code
-
-
-def _greater_than_zero(value: int) -> int:
-    if value <= 0:
-        raise _fail("GreaterThan", "must be greater than '0'")
-    return value
-
-
-def _quantity(value: int) -> int:
-    if not 1 <= value <= MAX_QUANTITY:
-        raise _fail("InclusiveBetween", f"must be between 1 and {MAX_QUANTITY}")
-    return value
-
-
-def _reference(value: str) -> str:
-    if not value.strip():
-        raise _fail("NotEmpty", "must not be empty")
-    if len(value) > MAX_REFERENCE_LENGTH:
-        raise _fail("MaximumLength", f"must be {MAX_REFERENCE_LENGTH} characters or fewer")
-    return value
+    return value.strip().upper()
 
 
 def _blank_as_none(value: Any) -> Any:
@@ -126,62 +101,43 @@ def _blank_as_none(value: Any) -> Any:
     return value
 
 
-def _url_length(value: str | None) -> str | None:
-    if value is not None and len(value) > MAX_URL_LENGTH:
-        raise _fail("MaximumLength", f"must be {MAX_URL_LENGTH} characters or fewer")
-    return value
-
-
 def _ui_mode(value: Any) -> Any:
     value = _blank_as_none(value)
     if value is None:
         return UiMode.HOSTED
-    if isinstance(value, str):
-        try:
-            return UiMode(value.strip().lower())
-        except ValueError:
-            pass
-    raise _fail("UiMode", "must be one of: hosted, embedded")
+    return UiMode(str(value).strip().lower())
 
 
 class ArticleToCreate(_WireModel):
     """One article to pay for; its price comes from the company's catalogue, never from here."""
 
-    article_id: Annotated[int, AfterValidator(_greater_than_zero)] = Field(examples=[42])
-    article_type_id: Annotated[int, AfterValidator(_greater_than_zero)] = Field(
-        description="What kind of thing is sold: service, punch ticket, gift card, ...", examples=[1]
+    article_id: int = Field(default=0, examples=[42])
+    article_type_id: int = Field(
+        default=0,
+        description="What kind of thing is sold: service, punch ticket, gift card, ...",
+        examples=[1],
     )
-    quantity: Annotated[int, AfterValidator(_quantity)] = Field(
-        default=1, description="1 when omitted.", examples=[1]
-    )
+    quantity: int = Field(default=1, description="1 when omitted.", examples=[1])
 
 
-def _articles(value: list[ArticleToCreate]) -> list[ArticleToCreate]:
-    if not value:
-        raise _fail("NotEmpty", "must not be empty")
-    if len(value) > MAX_ARTICLES:
-        raise _fail("MaximumLength", f"must not contain more than {MAX_ARTICLES} items")
-    return value
-
-
-OptionalUrl = Annotated[str | None, BeforeValidator(_blank_as_none), AfterValidator(_url_length)]
+OptionalUrl = Annotated[str | None, BeforeValidator(_blank_as_none)]
 
 
 class StripeV1CreateCheckout(_WireModel):
     """Create a Stripe Checkout Session for a payable entity; earlier open sessions of the
     same reference are expired."""
 
-    company_id: Annotated[uuid.UUID, BeforeValidator(_parse_guid)] = Field(
+    company_id: Annotated[uuid.UUID, CSharp(nullable=True)] = Field(
         description="The company id.", examples=[EXAMPLE_COMPANY_ID]
     )
     country_code: Annotated[str, AfterValidator(_country_code)] = Field(
         description="ISO 3166-1 alpha-2; selects the language of the checkout page.", examples=["SE"]
     )
-    articles: Annotated[list[ArticleToCreate], AfterValidator(_articles)] = Field(
+    articles: list[ArticleToCreate] = Field(
         description=f"1 to {MAX_ARTICLES} articles from the company's catalogue.",
         examples=[[{"ArticleId": 42, "ArticleTypeId": 1, "Quantity": 1}]],
     )
-    internal_reference_id: Annotated[str, AfterValidator(_reference)] = Field(
+    internal_reference_id: str = Field(
         description="Your reference (booking id, rebate code id, ...); one paid checkout per reference.",
         examples=["booking-123"],
     )
@@ -226,24 +182,13 @@ class StripeCheckoutQueryResponse(_WireModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def _session_id(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise _fail("NotEmpty", "must not be empty")
-    if len(value) > 255 or not value.isascii() or not value.startswith("cs_"):
-        raise _fail("InvalidSessionId", "must be a Checkout Session id (cs_...)")
-    return value
-
-
 class StripeV1GetCheckoutStatus(_WireModel):
     """The state of a Checkout Session this service created for the company."""
 
-    company_id: Annotated[uuid.UUID, BeforeValidator(_parse_guid)] = Field(
+    company_id: Annotated[uuid.UUID, CSharp(nullable=True)] = Field(
         description="The company id.", examples=[EXAMPLE_COMPANY_ID]
     )
-    session_id: Annotated[str, AfterValidator(_session_id)] = Field(
-        description="The SessionId a checkout answered with (cs_...).", examples=["cs_test_a1B2c3D4e5F6"]
-    )
+    session_id: str = Field(description="The SessionId a checkout answered with (cs_...).")
 
 
 class StripeCheckoutStatusResponse(_WireModel):
@@ -265,6 +210,9 @@ class ResponseError(_WireModel):
     error_code: str
     field_name: str | None = None
     message: str
+    meta: dict[str, str] | None = Field(
+        default=None, description="The rule's placeholder values: PropertyName, PropertyValue, ..."
+    )
 
 
 class ResponseStatus(_WireModel):
@@ -280,42 +228,68 @@ class ErrorResponse(_WireModel):
 
     response_status: ResponseStatus
 
-    @classmethod
-    def of(cls, error_code: str, message: str, errors: Sequence[FieldError] = ()) -> ErrorResponse:
-        """Build the body from the first error's code and message and the field list."""
-        return cls(
-            response_status=ResponseStatus(
-                error_code=error_code,
-                message=message,
-                errors=[
-                    ResponseError(error_code=e.error_code, field_name=e.field_name or None, message=e.message)
-                    for e in errors
-                ],
-            )
-        )
 
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON object, PascalCase, nulls omitted."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+# -- validation: the FluentValidation rules of each request DTO -----------------------------
 
 
-# Pydantic's own error types, for type and shape errors no validator above sees.
-_BUILTIN_ERRORS: dict[str, tuple[str, str]] = {
-    "missing": ("NotEmpty", "must not be empty"),
-    "int_type": ("InvalidType", "must be a whole number"),
-    "int_parsing": ("InvalidType", "must be a whole number"),
-    "int_from_float": ("InvalidType", "must be a whole number"),
-    "string_type": ("InvalidType", "must be a string"),
-    "list_type": ("InvalidType", "must be a list"),
-    "model_type": ("InvalidType", "must be an object"),
-    "model_attributes_type": ("InvalidType", "must be an object"),
-    "dict_type": ("InvalidType", "must be an object"),
+def _is_country_code(value: str | None) -> bool:
+    return value is None or not value.strip() or value.strip().upper() in COUNTRY_CODES
+
+
+def _is_ui_mode(value: str | None) -> bool:
+    return value is None or not value.strip() or value.strip().lower() in {m.value for m in UiMode}
+
+
+def _at_most_articles(value: list[Any] | None) -> bool:
+    return value is None or len(value) <= MAX_ARTICLES
+
+
+def _is_session_id(value: str | None) -> bool:
+    return value is None or (value.startswith("cs_") and value.isascii() and len(value) <= 255)
+
+
+RULES: dict[type[BaseModel], tuple[Rule, ...]] = {
+    StripeV1CreateCheckout: (
+        rule("CompanyId", NotEmpty()),
+        rule("CountryCode", NotEmpty(), Must(_is_country_code)),
+        rule("Articles", NotEmpty(), Must(_at_most_articles)),
+        each("Articles", ArticleToCreate),
+        rule("InternalReferenceId", NotEmpty(), MaximumLength(MAX_REFERENCE_LENGTH)),
+        rule("ConfirmationUrl", MaximumLength(MAX_URL_LENGTH)),
+        rule("CancelUrl", MaximumLength(MAX_URL_LENGTH)),
+        rule("UiMode", Must(_is_ui_mode)),
+    ),
+    StripeV1GetCheckoutStatus: (
+        rule("CompanyId", NotEmpty()),
+        rule("SessionId", NotEmpty(), Must(_is_session_id)),
+    ),
+    ArticleToCreate: (
+        rule("ArticleId", GreaterThan(0)),
+        rule("ArticleTypeId", GreaterThan(0)),
+        rule("Quantity", InclusiveBetween(1, MAX_QUANTITY)),
+    ),
 }
-_NULL_IS_EMPTY = {"int_type", "string_type", "list_type", "model_type", "model_attributes_type", "dict_type"}
+
+
+def rules_for(model: type[BaseModel]) -> Sequence[Rule]:
+    """The model's validation rules; a model without rules has none."""
+    return RULES.get(model, ())
+
+
+def to_request[M: BaseModel](model: type[M], values: Mapping[str, Any]) -> M:
+    """The request DTO from its bound values, or ValidationFailed with every broken rule."""
+    failures = validate(model, values, rules_for)
+    if failures:
+        raise ValidationFailed(failures)
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        # A model whose rules miss what its types demand: still a 400 naming the field.
+        raise ValidationFailed(field_errors(exc.errors())) from exc
 
 
 def field_name(loc: Iterable[str | int]) -> str:
-    """`("body", "Articles", 0, "Quantity")` -> `Articles[0].Quantity`."""
+    """`("Articles", 0, "Quantity")` -> `Articles[0].Quantity`."""
     name = ""
     for part in loc:
         if isinstance(part, int):
@@ -325,25 +299,17 @@ def field_name(loc: Iterable[str | int]) -> str:
     return name
 
 
-def field_errors(errors: Iterable[Mapping[str, Any]]) -> list[FieldError]:
-    """Turn pydantic's (or Powertools') validation errors into the contract's field errors."""
-    result: list[FieldError] = []
+def field_errors(errors: Iterable[Mapping[str, Any]]) -> list[Failure]:
+    """Pydantic's errors in FluentValidation's words: NotEmpty for a missing value, else Predicate."""
+    result: list[Failure] = []
     for error in errors:
-        kind = str(error.get("type", ""))
         name = field_name(error.get("loc", ()))
-        if kind == "json_invalid":
-            result.append(FieldError("InvalidJson", "", "The request body is not valid JSON."))
-            continue
-        if not name:
-            result.append(FieldError("InvalidBody", "", "The request body must be a JSON object."))
-            continue
-        if kind in _NULL_IS_EMPTY and error.get("input") is None:
-            code, tail = _BUILTIN_ERRORS["missing"]
-        elif kind in _BUILTIN_ERRORS:
-            code, tail = _BUILTIN_ERRORS[kind]
-        elif kind[:1].isupper():  # raised by a validator of this module
-            code, tail = kind, str(error.get("msg", "is not valid"))
+        display = split_pascal_case(name.rsplit(".", 1)[-1].split("[")[0])
+        meta = Meta(PropertyName=display)
+        if error.get("type") == "missing" or error.get("input") is None:
+            result.append(Failure("NotEmpty", name, f"'{display}' must not be empty.", meta))
         else:
-            code, tail = "InvalidValue", "is not valid"
-        result.append(FieldError(code, name, f"'{name}' {tail}."))
+            result.append(
+                Failure("Predicate", name, f"The specified condition was not met for '{display}'.", meta)
+            )
     return result

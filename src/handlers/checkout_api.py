@@ -1,54 +1,52 @@
-"""Lambda entry point for `POST /payment/stripe/v1/checkout` behind API Gateway (REST).
+"""Lambda entry point of the checkout API behind API Gateway (REST).
 
-Thin by design: Powertools parses and validates the body into the contract's models,
-`CheckoutService` does the work, and the handlers below map every outcome to the
-contract's status and ServiceStack `ResponseStatus` body. The service is built at module
+Thin by design. Every operation of `checkout.operations.OPERATIONS` is served at its
+custom routes and at ServiceStack's predefined routes (`/api/{Operation}`,
+`/json/reply/{Operation}`); `checkout.servicestack` binds and validates the request as
+the original ServiceStack host does, the service does the work, and the handlers below
+map every outcome to the contract's status and ServiceStack `ResponseStatus` body.
+`/types/*` serve the DTOs for ServiceStack's clients. The service is built at module
 load, during Lambda's init phase, which runs with full CPU.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from typing import Annotated, Any
+from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import (
-    RequestUnsupportedContentType,
-    RequestValidationError,
-)
-from aws_lambda_powertools.event_handler.openapi.params import Body
-from aws_lambda_powertools.event_handler.types import EventHandlerInstance
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from checkout import native_types
 from checkout.composition import build_services
 from checkout.config import Config
-from checkout.contract import (
-    ErrorResponse,
-    StripeCheckoutQueryResponse,
-    StripeCheckoutStatusResponse,
-    StripeV1CreateCheckout,
-    StripeV1GetCheckoutStatus,
-    field_errors,
-)
+from checkout.contract import to_request
 from checkout.errors import (
     CheckoutError,
     CheckoutNotConfigured,
-    FieldError,
     InvalidRequest,
     UpstreamFailure,
     http_status,
 )
 from checkout.observability import count_rejection, logger, metrics
+from checkout.operations import OPERATIONS, PREDEFINED_ROUTES, Operation, by_name, by_route, canonical_path
+from checkout.servicestack import (
+    SERIALIZATION_EXCEPTION,
+    BindingFailed,
+    Failure,
+    Origin,
+    TextCase,
+    ValidationFailed,
+    error_body,
+    read_request,
+    render,
+    text_case,
+)
 
-ROUTE = "/payment/stripe/v1/checkout"
-STATUS_ROUTE = "/payment/stripe/v1/checkout/status"
-ROUTES = (ROUTE, f"{ROUTE}.json", STATUS_ROUTE, f"{STATUS_ROUTE}.json")
-# A plain JavaScript identifier path (`cb`, `jQuery.cb_1`); anything else could inject script.
-_JSONP_CALLBACK = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*")
-_MAX_CALLBACK_LENGTH = 128
+# The verbs a predefined route takes; an operation answers 405 to the ones it does not serve.
+ANY_VERB = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 
 
 def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
@@ -58,156 +56,180 @@ def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
 
 
 CONFIG = Config.from_env()
-app = APIGatewayRestResolver(enable_validation=True, cors=_cors(CONFIG.cors_allowed_origins))
+app = APIGatewayRestResolver(cors=_cors(CONFIG.cors_allowed_origins))
 SERVICES = build_services(CONFIG)
-SERVICE = SERVICES.checkout
-
-_ERROR_RESPONSES: dict[int, Any] = {
-    status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
-    for status, text in {
-        400: "Validation failed; Errors lists every failing field",
-        409: "The reference is paid, a payment for it is settling, or another checkout is in progress",
-        429: "Too many new checkouts for this reference in the last minute (see Retry-After)",
-        502: "Stripe failed or refused",
-        503: "Stripe or AWS throttled or unavailable",
-        504: "Stripe or AWS timed out",
-    }.items()
-}
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[str]:
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(body, separators=(",", ":")),
-        headers=headers,
-    )
+# -- answers ------------------------------------------------------------------------------------
+
+
+def _query() -> dict[str, str]:
+    return app.current_event.query_string_parameters or {}
+
+
+def _answer(status: int, body: Any, origin: Origin = Origin.SERVICE) -> Response[str]:
+    answer = render(status, body, _query(), origin)
+    return Response(status_code=answer.status, content_type=answer.content_type, body=answer.body)
 
 
 def _error(
     status: int,
     error_code: str,
     message: str,
-    errors: list[FieldError] | None = None,
-    headers: dict[str, str] | None = None,
+    errors: list[Failure] | None = None,
+    origin: Origin = Origin.SERVICE,
 ) -> Response[str]:
     count_rejection(error_code)
     # 5xx is ours or upstream's to fix, worth an on-call's eye; 4xx is the caller's.
     log = logger.warning if status >= 500 else logger.info
     log("Request rejected", extra={"status": status, "error_code": error_code})
-    return _json(status, ErrorResponse.of(error_code, message, errors or []).to_wire(), headers)
+    return _answer(status, error_body(error_code, message, errors or []), origin)
 
 
-def _query_errors(app: EventHandlerInstance, next_middleware: Any) -> Any:
-    """Reject formats other than JSON and unsafe JSONP callbacks before any work is done."""
-    params = app.current_event.query_string_parameters or {}
-    errors: list[FieldError] = []
-    fmt = params.get("format")
-    if fmt is not None and fmt.lower() != "json":
-        errors.append(
-            FieldError("NotSupported", "format", "'format' must be json: this API speaks JSON only.")
-        )
-    callback = params.get("callback")
-    if callback is not None and not is_jsonp_callback(callback):
-        errors.append(
-            FieldError(
-                "InvalidCallback", "callback", "'callback' must be a plain JavaScript identifier path."
-            )
-        )
-    if errors:
-        raise InvalidRequest(errors)
-    return next_middleware(app)
+# -- operations ---------------------------------------------------------------------------------
 
 
-app.use(middlewares=[_query_errors])
-
-
-@app.post(
-    ROUTE,
-    summary="Create a Stripe Checkout Session for a payable entity",
-    description=(
-        "Expires the earlier open checkouts of the same InternalReferenceId, creates a new Stripe Checkout "
-        "Session (hosted page or embedded) priced from the company's catalogue, and returns it. Also served "
-        "at `/payment/stripe/v1/checkout.json`; `?callback=NAME` answers as JSONP."
-    ),
-    operation_id="StripeV1CreateCheckout",
-    tags=["Stripe"],
-    responses={
-        200: {
-            "description": "The new checkout session",
-            "content": {"application/json": {"model": StripeCheckoutQueryResponse}},
-        },
-        **_ERROR_RESPONSES,
-    },
-)
-@app.post(ROUTES[1], include_in_schema=False)
-def create_checkout(request: Annotated[StripeV1CreateCheckout, Body()]) -> Response[str]:
-    """POST /payment/stripe/v1/checkout."""
-    result = SERVICE.create_checkout(request)
-    return _json(200, result.to_response().to_wire())
-
-
-@app.post(
-    STATUS_ROUTE,
-    summary="The status of a checkout session this service created",
-    description=(
-        "Answers from the registry once a session is settled; asks Stripe while it is open or its payment is "
-        "settling, and records what Stripe says. Also served at `/payment/stripe/v1/checkout/status.json`."
-    ),
-    operation_id="StripeV1GetCheckoutStatus",
-    tags=["Stripe"],
-    responses={
-        200: {
-            "description": "Where the checkout stands",
-            "content": {"application/json": {"model": StripeCheckoutStatusResponse}},
-        },
-        404: {
-            "description": "No such session for this company",
-            "content": {"application/json": {"model": ErrorResponse}},
-        },
-        **{status: value for status, value in _ERROR_RESPONSES.items() if status not in {409, 429}},
-    },
-)
-@app.post(f"{STATUS_ROUTE}.json", include_in_schema=False)
-def checkout_status(request: Annotated[StripeV1GetCheckoutStatus, Body()]) -> Response[str]:
-    """POST /payment/stripe/v1/checkout/status."""
-    return _json(200, SERVICES.status.status(request).to_wire())
-
-
-@app.exception_handler(RequestValidationError)
-def _invalid_body(exc: RequestValidationError) -> Response[str]:
-    errors = field_errors(exc.errors())
-    return _error(400, errors[0].error_code, errors[0].message, errors)
-
-
-@app.exception_handler(RequestUnsupportedContentType)
-def _unsupported_content_type(exc: RequestUnsupportedContentType) -> Response[str]:
-    return _error(
-        400, "UnsupportedContentType", "The request body must be JSON (Content-Type: application/json)."
+def _run(operation: Operation) -> Response[str]:
+    """Bind, validate and run one operation, as ServiceStack runs a request through its pipeline."""
+    event = app.current_event
+    multi = event.multi_value_query_string_parameters or {}
+    values = read_request(
+        operation.request,
+        method=event.http_method,
+        body=event.decoded_body,
+        content_type=event.headers.get("Content-Type"),
+        query=[(key, value) for key, values in multi.items() for value in values],
+        snake=text_case(_query().get("jsconfig")) is TextCase.SNAKE,
     )
+    request = to_request(operation.request, values)
+    if event.http_method not in operation.verbs:
+        # ServiceStack looks for the service method only after validation.
+        name = operation.name
+        return _error(
+            405,
+            "NotImplementedException",
+            f"Could not find method named {event.http_method.capitalize()}({name}) or Any({name}) "
+            "on Service CheckoutService",
+        )
+    result = operation.handle(SERVICES, request)
+    return _answer(200, result.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def _custom_route(operation: Operation) -> Any:
+    def serve() -> Response[str]:
+        return _run(operation)
+
+    return serve
+
+
+for _operation in OPERATIONS:
+    for _route in _operation.routes:
+        app.route(f"{_route}.json", method=[_operation.verb])(_custom_route(_operation))
+        app.route(_route, method=[_operation.verb])(_custom_route(_operation))
+
+
+@app.route(f"{PREDEFINED_ROUTES[0]}/<name>", method=ANY_VERB)
+@app.route(f"{PREDEFINED_ROUTES[1]}/<name>", method=ANY_VERB)
+def predefined_route(name: str) -> Response[str]:
+    """`/api/{Operation}` and `/json/reply/{Operation}`: ServiceStack's predefined routes."""
+    operation = by_name(name.removesuffix(".json"))
+    if operation is None:
+        return _error(
+            405,
+            "NotImplementedException",
+            "The operation does not exist for this service",
+            origin=Origin.HOST,
+        )
+    return _run(operation)
+
+
+# -- Add ServiceStack Reference -----------------------------------------------------------------
+
+
+def _base_url() -> str:
+    """The URL the caller reached this API at, stage path included, as the DTO headers name it."""
+    event = app.current_event
+    scheme = event.headers.get("X-Forwarded-Proto") or "https"
+    host = event.headers.get("Host") or "localhost"
+    full_path = event.request_context.path or event.path
+    # The path was re-spelled by canonical_path, so compare without case.
+    prefix = (
+        full_path[: len(full_path) - len(event.path)]
+        if full_path.lower().endswith(event.path.lower())
+        else ""
+    )
+    return f"{scheme}://{host}{prefix}"
+
+
+@app.get("/types/typescript")
+def typescript_dtos() -> Response[str]:
+    """TypeScript DTOs for `npx get-dtos typescript` / `x typescript`."""
+    return Response(200, "text/plain; charset=utf-8", native_types.typescript(_base_url()))
+
+
+@app.get("/types/python")
+def python_dtos() -> Response[str]:
+    """Python DTOs for `x python` and the `servicestack` PyPI client."""
+    return Response(200, "text/plain; charset=utf-8", native_types.python(_base_url()))
+
+
+@app.get("/types/metadata")
+def metadata_types() -> Response[str]:
+    """ServiceStack's MetadataTypes JSON, which the DTO tools read."""
+    return Response(
+        200,
+        "application/json; charset=utf-8",
+        json.dumps(native_types.metadata(_base_url()), separators=(",", ":")),
+    )
+
+
+# -- outcomes -> status and ResponseStatus -----------------------------------------------------
+
+
+@app.exception_handler(BindingFailed)
+def _unbindable(exc: BindingFailed) -> Response[str]:
+    return _error(400, SERIALIZATION_EXCEPTION, exc.message, exc.errors, origin=Origin.HOST)
+
+
+@app.exception_handler(ValidationFailed)
+def _invalid(exc: ValidationFailed) -> Response[str]:
+    first = exc.failures[0]
+    return _error(400, first.error_code, first.message, exc.failures, origin=Origin.VALIDATION)
+
+
+@app.exception_handler(InvalidRequest)
+def _invalid_request(exc: InvalidRequest) -> Response[str]:
+    errors = [Failure(e.error_code, e.field_name, e.message) for e in exc.errors]
+    return _error(400, exc.error_code, exc.message, errors)
 
 
 @app.exception_handler(CheckoutError)
 def _checkout_error(exc: CheckoutError) -> Response[str]:
-    status = http_status(exc)
     if isinstance(exc, UpstreamFailure):
         metrics.add_metric(name="StripeFailure" if exc.from_stripe else "AwsFailure", unit="Count", value=1)
-    errors = exc.errors if isinstance(exc, InvalidRequest) else []
-    if isinstance(exc, CheckoutNotConfigured):
-        errors = [FieldError(exc.error_code, "CompanyId", exc.message)]
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-    return _error(status, exc.error_code, exc.message, errors, headers)
+    errors = (
+        [Failure(exc.error_code, "CompanyId", exc.message)] if isinstance(exc, CheckoutNotConfigured) else []
+    )
+    response = _error(http_status(exc), exc.error_code, exc.message, errors)
+    if exc.retry_after:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @app.not_found
 def _no_route(exc: NotFoundError) -> Response[str]:
-    if app.current_event.path in ROUTES:
+    method, path = app.current_event.http_method, app.current_event.path
+    operation = by_route(path)
+    if operation is not None:
         response = _error(
-            405, "MethodNotAllowed", f"{app.current_event.http_method} is not allowed here; use POST."
+            405,
+            "MethodNotAllowed",
+            f"{method} is not allowed here; use {operation.verb}.",
+            origin=Origin.HOST,
         )
-        response.headers["Allow"] = "POST, OPTIONS"
+        response.headers["Allow"] = f"{operation.verb}, OPTIONS"
         return response
-    return _error(404, "NotFound", f"No route for {app.current_event.http_method} {app.current_event.path}.")
+    return _error(404, "NotFound", f"No route for {method} {path}.", origin=Origin.HOST)
 
 
 @app.exception_handler(Exception)
@@ -217,27 +239,10 @@ def _bug(exc: Exception) -> Response[str]:
     return _error(500, "InternalError", "An unexpected error occurred; it has been logged.")
 
 
-def is_jsonp_callback(name: str) -> bool:
-    """True for a callback name that is safe to echo into JavaScript."""
-    return len(name) <= _MAX_CALLBACK_LENGTH and _JSONP_CALLBACK.fullmatch(name) is not None
-
-
-def _as_jsonp(event: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
-    callback = (event.get("queryStringParameters") or {}).get("callback")
-    if callback is None or not is_jsonp_callback(callback):
-        return response
-    headers = response.get("multiValueHeaders") or {}
-    if not any(v.startswith(content_types.APPLICATION_JSON) for v in headers.get("Content-Type", [])):
-        return response
-    # The /**/ prefix defuses the Rosetta-Flash style of content sniffing attack.
-    response["body"] = f"/**/{callback}({response['body']});"
-    headers["Content-Type"] = ["application/javascript; charset=utf-8"]
-    headers["X-Content-Type-Options"] = ["nosniff"]
-    return response
-
-
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway REST proxy integration entry point."""
-    return _as_jsonp(event, app.resolve(event, context))
+    # ServiceStack matches routes in any case; Powertools matches them as registered.
+    event["path"] = canonical_path(event.get("path") or "/")
+    return app.resolve(event, context)

@@ -71,4 +71,4 @@ def test_another_companys_session_is_not_found(api: Api, company: Company) -> No
 def test_a_malformed_status_request_names_the_field(api: Api, company: Company) -> None:
     reply = api.send("POST", STATUS, {"CompanyId": company.company_id, "SessionId": "pi_123"})
 
-    assert_error_body(reply, 400, "InvalidSessionId", "SessionId")
+    assert_error_body(reply, 400, "Predicate", "SessionId")

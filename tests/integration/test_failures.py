@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from checkout.composition import build_service
+from checkout.composition import build_services
 from checkout.config import Config
 from checkout.contract import UiMode
 from checkout.domain import CheckoutSpec, LineItem, PendingAttempt, ReferenceKey
@@ -47,9 +47,9 @@ def _no_leftover_faults(stack: Stack) -> Iterator[None]:
 
 def use_service(monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType, **overrides: Any) -> Any:
     """Swap in a service built with other configuration (timeouts, retries, lease)."""
-    service = build_service(dataclasses.replace(Config.from_env(), **overrides))
-    monkeypatch.setattr(handler_module, "SERVICE", service)
-    return service
+    services = build_services(dataclasses.replace(Config.from_env(), **overrides))
+    monkeypatch.setattr(handler_module, "SERVICES", services)
+    return services.checkout
 
 
 def assert_invariant(stack: Stack, company: Company, reference: str) -> dict[str, Any]:
@@ -178,7 +178,7 @@ def test_several_open_sessions_are_all_expired(
 ) -> None:
     # Three sessions open at Stripe and in the registry, as after expiries that failed.
     reference = "booking-many"
-    registry = handler_module.SERVICE._registry
+    registry = handler_module.SERVICES.checkout.registry
     key = ReferenceKey(uuid.UUID(company.company_id), reference)
     for _ in range(3):
         api.post(company.request(reference))
@@ -254,7 +254,7 @@ def test_another_request_holding_the_reference_gives_409_in_progress(
     api: Api, company: Company, handler_module: ModuleType
 ) -> None:
     key = ReferenceKey(uuid.UUID(company.company_id), "booking-held")
-    registry = handler_module.SERVICE._registry
+    registry = handler_module.SERVICES.checkout.registry
     spec = dataclasses.replace(SPEC, company_id=key.company_id, reference=key.reference)
     with registry.reference(key, PendingAttempt.of("another-invocation", spec, 0)) as held:
         reply = api.post(company.request("booking-held"))
@@ -310,7 +310,7 @@ def test_registry_unavailable_after_create_closes_the_session_and_answers_503(
     handler_module: ModuleType,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    registry = handler_module.SERVICE._registry
+    registry = handler_module.SERVICES.checkout.registry
 
     def unavailable(*args: Any, **kwargs: Any) -> None:
         raise UpstreamFailure("AwsUnavailable", "DynamoDB is unavailable; please retry.")
@@ -334,7 +334,7 @@ def test_a_lease_lost_before_recording_expires_and_records_the_session(
     handler_module: ModuleType,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    registry = handler_module.SERVICE._registry
+    registry = handler_module.SERVICES.checkout.registry
     original = registry._commit
     key = ReferenceKey(uuid.UUID(company.company_id), "booking-overtaken")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 from checkout import dynamodb_layout as layout
+from checkout.operations import OPERATIONS, PREDEFINED_ROUTES
 from localdev.aws_stack import FUNCTION, load_template, table_definitions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,19 +119,47 @@ def test_function_permissions_name_actions_and_resources() -> None:
         assert statement["Resource"] != "*", statement
 
 
-def test_preflight_routes_need_no_api_key() -> None:
+def _events() -> list[dict[str, object]]:
     events = load_template()["Resources"][FUNCTION]["Properties"]["Events"]
-    preflights = [e["Properties"] for e in events.values() if e["Properties"]["Method"] == "OPTIONS"]
+    return [e["Properties"] for e in events.values()]
 
-    posts = {e["Properties"]["Path"] for e in events.values() if e["Properties"]["Method"] == "POST"}
-    assert (
-        {p["Path"] for p in preflights}
-        == posts
-        >= {
-            "/payment/stripe/v1/checkout",
-            "/payment/stripe/v1/checkout.json",
-            "/payment/stripe/v1/checkout/status",
-            "/payment/stripe/v1/checkout/status.json",
-        }
-    )
-    assert all(p["Auth"]["ApiKeyRequired"] is False for p in preflights)
+
+def _key_required(event: dict[str, object]) -> bool:
+    return event.get("Auth", {}).get("ApiKeyRequired", True) is not False  # type: ignore[attr-defined]
+
+
+def test_every_operation_route_is_deployed_with_the_key_and_its_preflight_without() -> None:
+    expected = {
+        (path, verb)
+        for operation in OPERATIONS
+        for route in operation.routes
+        for path in (route, f"{route}.json")
+        for verb in (operation.verb, "OPTIONS")
+    }
+    verbs = {verb for operation in OPERATIONS for verb in operation.verbs}
+    expected |= {
+        (f"{prefix}/{{operation}}", verb) for prefix in PREDEFINED_ROUTES for verb in (*verbs, "OPTIONS")
+    }
+    deployed = {
+        (e["Path"], e["Method"])
+        for e in _events()
+        if not str(e["Path"]).startswith(("/types/", "/payment/stripe/v1/webhook"))
+    }
+
+    assert deployed == expected
+    for event in _events():
+        if str(event["Path"]).startswith("/types/"):
+            continue
+        assert _key_required(event) is (event["Method"] != "OPTIONS"), event
+
+
+def test_dto_routes_are_public_gets() -> None:
+    types = {
+        (e["Path"], e["Method"], _key_required(e)) for e in _events() if str(e["Path"]).startswith("/types/")
+    }
+
+    assert types == {
+        ("/types/typescript", "GET", False),
+        ("/types/python", "GET", False),
+        ("/types/metadata", "GET", False),
+    }
