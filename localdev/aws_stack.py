@@ -94,6 +94,31 @@ def create_tables(table_names: dict[str, str], endpoint_url: str | None = None) 
         client.create_table(TableName=table_names[variable], **definition)
 
 
+def create_event_bus(name: str, endpoint_url: str | None = None) -> None:
+    """The EventBridge bus booking events go to, as the template creates it."""
+    boto3.client("events", region_name=REGION, endpoint_url=endpoint_url).create_event_bus(Name=name)
+
+
+def capture_bus(bus_name: str, queue_name: str, endpoint_url: str | None = None) -> str:
+    """Route every booking event on the bus to a new SQS queue; its URL.
+
+    What a consumer does with its own rule; tests read the queue to see what was published.
+    """
+    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=endpoint_url)
+    events = boto3.client("events", region_name=REGION, endpoint_url=endpoint_url)
+    queue_url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name=f"{queue_name}-all", EventBusName=bus_name, EventPattern='{"source":["stripe-checkout"]}'
+    )
+    events.put_targets(
+        Rule=f"{queue_name}-all", EventBusName=bus_name, Targets=[{"Id": "queue", "Arn": queue_arn}]
+    )
+    return str(queue_url)
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from checkout.contract import EXAMPLE_COMPANY_ID
 from localdev.apigw import LocalContext, response_body, response_headers, rest_event
-from localdev.aws_stack import LocalAws, aws_environment, create_tables
+from localdev.aws_stack import LocalAws, aws_environment, capture_bus, create_event_bus, create_tables
 from localdev.openapi import openapi_document
 from localdev.pages import STRIPE_JS_URL, DemoArticle, DemoConfig, Pages
 from localdev.stripe_emulator import StripeEmulator
@@ -47,6 +47,8 @@ DEMO_ARTICLES = [
     (1, 43, "Beard trim", 15000, "SEK"),
     (2, 7, "Gift card 500 kr", 50000, "SEK"),
 ]
+WEBHOOK_ROUTE = "/payment/stripe/v1/webhook/"
+EVENTS_QUEUE = "local-booking-events"
 DEFAULT_TABLES = {"COMPANIES_TABLE_NAME": "checkout-companies", "SESSIONS_TABLE_NAME": "checkout-sessions"}
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
 EMULATOR_STRIPE_KEY = "sk_test_51LocalEmulatorKey0000000000"
@@ -132,6 +134,14 @@ def onboard_demo_company(base_url: str, stripe_key: str) -> None:
         )  # fmt: skip
 
 
+def register_demo_webhook(url: str) -> None:
+    """Register the local webhook route with the emulator and store its signing secret."""
+    from checkout.admin import main as admin
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        admin(["webhook", "create", "--company-id", DEMO_COMPANY_ID, "--url", url], stdin=io.StringIO(""))
+
+
 def _handler_class(
     invoke: Callable[[dict[str, Any]], dict[str, Any]], pages: Pages
 ) -> type[BaseHTTPRequestHandler]:
@@ -208,6 +218,7 @@ class LocalStack:
         self.emulator: StripeEmulator | None = None
         self.server: ThreadingHTTPServer | None = None
         self.base_url = ""
+        self.events_queue_url = ""
         self.real_stripe = False
         self._serving = False
 
@@ -251,15 +262,26 @@ class LocalStack:
             stripe_js_url = f"{self.emulator.url}/v3/"  # the emulator's stand-in for Stripe.js
         os.environ.setdefault("CORS_ALLOWED_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000")
         create_tables({name: os.environ[name] for name in DEFAULT_TABLES}, self.aws.url)
+        os.environ.setdefault("EVENT_BUS_NAME", "stripe-checkout-events")
+        create_event_bus(os.environ["EVENT_BUS_NAME"], self.aws.url)
+        # What a booking system's rule would do: every booking event lands in this queue.
+        self.events_queue_url = capture_bus(os.environ["EVENT_BUS_NAME"], EVENTS_QUEUE, self.aws.url)
 
         shown_host = "127.0.0.1" if self.host in {"0.0.0.0", "::"} else self.host
         self.base_url = f"http://{shown_host}:{self.server.server_address[1]}"
         onboard_demo_company(self.base_url, stripe_key)
+        if not self.real_stripe:
+            # Real Stripe cannot reach this machine (use `stripe listen`, see the README);
+            # the emulator can, so it delivers its signed events to the local webhook route.
+            register_demo_webhook(f"{self.base_url}{WEBHOOK_ROUTE}{DEMO_COMPANY_ID}")
 
-        # Imported only now: the handler builds its clients from the environment above.
-        module = importlib.import_module("handlers.checkout_api")
+        # Imported only now: the handlers build their clients from the environment above.
+        api = importlib.import_module("handlers.checkout_api")
+        webhooks = importlib.import_module("handlers.stripe_webhook")
 
         def invoke(event: dict[str, Any]) -> dict[str, Any]:
+            # One function per route, as the template deploys them.
+            module = webhooks if str(event["path"]).startswith(WEBHOOK_ROUTE) else api
             result: dict[str, Any] = module.lambda_handler(event, LocalContext())
             return result
 
@@ -303,6 +325,8 @@ class LocalStack:
                 "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing",
                 "  .venv/bin/checkout-admin sessions "
                 f"--company-id {DEMO_COMPANY_ID} --reference demo-booking-1",
+                "Booking events (Checkout Paid, ...) published to the bus land in a queue:",
+                f"  aws sqs receive-message --queue-url {self.events_queue_url} --max-number-of-messages 10",
                 "",
                 "Ctrl-C stops everything.",
             ]

@@ -24,14 +24,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
 
 from localdev.apigw import LocalContext, response_headers, rest_event
-from localdev.aws_stack import LocalAws, aws_environment, create_tables
+from localdev.aws_stack import REGION, LocalAws, aws_environment, capture_bus, create_event_bus, create_tables
 from localdev.stripe_emulator import StripeEmulator
 
 ROUTE = "/payment/stripe/v1/checkout"
 TABLES = {"COMPANIES_TABLE_NAME": "test-checkout-companies", "SESSIONS_TABLE_NAME": "test-checkout-sessions"}
+EVENT_BUS = "test-booking-events"
 STRIPE_KEY = "sk_test_51TestKeyForTheEmulatorOnly000000000000"
 ALLOWED_ORIGIN = "https://booking.example.com"
 SITE = "https://booking.example.com"
@@ -51,6 +53,23 @@ class Stack:
     aws: LocalAws
     emulator: StripeEmulator
     env: dict[str, str]
+    events_queue_url: str = ""
+    _events_seen: list[dict[str, Any]] = field(default_factory=list)
+
+    def booking_events(self, company_id: str | None = None) -> list[dict[str, Any]]:
+        """Every booking event published so far (optionally of one company), oldest first,
+        as a consumer's SQS queue received it: {"detail-type": ..., "detail": {...}}."""
+        sqs = boto3.client("sqs", region_name=REGION, endpoint_url=self.aws.url)
+        while True:
+            messages = sqs.receive_message(QueueUrl=self.events_queue_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
+            if not messages:
+                break
+            for message in messages:
+                self._events_seen.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return [e for e in self._events_seen if company_id is None or e["detail"]["CompanyId"] == company_id]
 
 
 @pytest.fixture(scope="session")
@@ -65,12 +84,15 @@ def stack() -> Iterator[Stack]:
         "CORS_ALLOWED_ORIGINS": f"{ALLOWED_ORIGIN},http://localhost:3000",
         "POWERTOOLS_METRICS_NAMESPACE": "CheckoutTests",
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        "EVENT_BUS_NAME": EVENT_BUS,
     }
     patch = pytest.MonkeyPatch()
     for name, value in env.items():
         patch.setenv(name, value)
     create_tables(TABLES, aws.url)
-    yield Stack(aws, emulator, env)
+    create_event_bus(EVENT_BUS, aws.url)
+    queue_url = capture_bus(EVENT_BUS, "test-booking-events-consumer", aws.url)
+    yield Stack(aws, emulator, env, queue_url)
     patch.undo()
     emulator.stop()
     aws.stop()
@@ -287,6 +309,23 @@ class LocalApiProcess:
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=True)
         answer: dict[str, Any] = json.loads(result.stdout)
         return answer
+
+    def admin_events(self) -> list[dict[str, Any]]:
+        """The booking events the local run published (its queue), drained."""
+        sqs = boto3.client(
+            "sqs", region_name=REGION, endpoint_url=self.url("moto at"),
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+        queue = sqs.get_queue_url(QueueName="local-booking-events")["QueueUrl"]
+        found: list[dict[str, Any]] = []
+        for _ in range(5):
+            messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+            found += [json.loads(m["Body"]) for m in messages]
+            for message in messages:
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+            if not messages:
+                break
+        return found
 
     def stop(self, wait_seconds: float = 30) -> int:
         """Ctrl-C, as a developer stops it; killed if it does not stop in time."""

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+import stripe
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
@@ -24,16 +25,13 @@ from checkout.aws_clients import dynamodb_client, secretsmanager_client
 from checkout.company_store import ArticleItem, SettingsItem, put_article, put_settings
 from checkout.config import Config
 from checkout.domain import ArticleKey, ReferenceKey
-from checkout.errors import CheckoutError, ConfigurationError
+from checkout.errors import CheckoutError, ConfigurationError, UsageError
 from checkout.session_registry import DynamoSessionRegistry
 from checkout.url_policy import is_allowed, url_problem
+from checkout.webhook_admin import add_webhook_commands, webhook_command
 
 _ACCOUNT = re.compile(r"acct_[A-Za-z0-9]+")
 _SECRET_KEY = re.compile(r"(sk|rk)_(test|live)_[A-Za-z0-9]+")
-
-
-class UsageError(Exception):
-    """Bad input from the operator (exit status 2)."""
 
 
 def _guid(value: str) -> uuid.UUID:
@@ -123,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
         "--currency", required=True, metavar="ISO4217", help="three-letter currency code, e.g. SEK"
     )
     art.add_argument("--inactive", action="store_true", help="store the article as not for sale")
+
+    add_webhook_commands(commands, _guid)
 
     sessions = commands.add_parser("sessions", help="what the registry holds for a reference")
     sessions.add_argument("--company-id", type=_guid, required=True)
@@ -223,6 +223,8 @@ def main(argv: Sequence[str] | None = None, stdin: Any = None) -> int:
             result = company_put(args, config, stdin or sys.stdin)
         elif args.command == "article":
             result = article_put(args, config)
+        elif args.command == "webhook":
+            result = webhook_command(args, config, stdin or sys.stdin)
         else:
             result = sessions_show(args, config)
     except (UsageError, ConfigurationError) as exc:
@@ -230,5 +232,7 @@ def main(argv: Sequence[str] | None = None, stdin: Any = None) -> int:
     except (CheckoutError, ClientError, BotoCoreError) as exc:
         message = exc.message if isinstance(exc, CheckoutError) else str(exc)
         parser.exit(1, f"checkout-admin: AWS call failed: {message}\n")
+    except stripe.StripeError as exc:
+        parser.exit(1, f"checkout-admin: Stripe refused: {exc.user_message or type(exc).__name__}\n")
     print(json.dumps(result, indent=2, default=str))
     return 0

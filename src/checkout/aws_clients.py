@@ -23,6 +23,7 @@ from checkout.errors import UpstreamFailure
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 # Standard mode retries throttling and transient errors with backoff; short timeouts
@@ -63,6 +64,11 @@ def secretsmanager_client() -> SecretsManagerClient:
     """A Secrets Manager client for the function or the CLI."""
     client = _botocore_session().create_client("secretsmanager", config=BOTO_CONFIG)
     return cast("SecretsManagerClient", client)
+
+
+def events_client() -> EventBridgeClient:
+    """An EventBridge client for publishing booking events."""
+    return cast("EventBridgeClient", _botocore_session().create_client("events", config=BOTO_CONFIG))
 
 
 def aws_failure(exc: Exception, service: str) -> UpstreamFailure:

@@ -14,7 +14,7 @@ from checkout.contract import StripeCheckoutStatusResponse, StripeV1GetCheckoutS
 from checkout.domain import CheckoutSession, Merchant, ReferenceKey, SessionRecord, SessionState
 from checkout.errors import NotFound
 from checkout.reference_transitions import Transition
-from checkout.service import CompanyDirectory, PaymentGateway
+from checkout.service import CompanyDirectory, EventRelay, PaymentGateway, relay_quietly
 
 _UNSETTLED = {SessionState.OPEN, SessionState.PROCESSING}
 
@@ -30,10 +30,13 @@ class SessionLookup(Protocol):
 class CheckoutStatusService:
     """The StripeV1GetCheckoutStatus use case."""
 
-    def __init__(self, directory: CompanyDirectory, gateway: PaymentGateway, registry: SessionLookup) -> None:
+    def __init__(
+        self, directory: CompanyDirectory, gateway: PaymentGateway, registry: SessionLookup, relay: EventRelay
+    ) -> None:
         self._directory = directory
         self._gateway = gateway
         self._registry = registry
+        self._relay = relay
 
     def status(self, request: StripeV1GetCheckoutStatus) -> StripeCheckoutStatusResponse:
         """The session's status; `NotFound` unless this service created it for the company."""
@@ -48,6 +51,7 @@ class CheckoutStatusService:
                 merchant = Merchant(settings.stripe_secret_name, record.stripe_account)
                 session = self._gateway.retrieve_session(merchant, record.session_id)
                 self._registry.apply_news(key, session)
+                relay_quietly(self._relay, key)
                 return StripeCheckoutStatusResponse(
                     status=session.status.value,
                     payment_status=session.payment_status,

@@ -46,6 +46,8 @@ class Config:
     cors_allowed_origins: tuple[str, ...]
     service_name: str
     metrics_namespace: str
+    event_bus_name: str
+    webhook_tolerance_seconds: int
 
     @classmethod
     def from_env(cls) -> Config:
@@ -75,4 +77,8 @@ class Config:
             # logger, the metrics and the alarms agree on one default.
             service_name=os.environ.get("POWERTOOLS_SERVICE_NAME", "") or "stripe-checkout",
             metrics_namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "") or "BookingPayments",
+            # The EventBridge bus booking events go to (the template creates it).
+            event_bus_name=os.environ.get("EVENT_BUS_NAME", "") or "stripe-checkout-events",
+            # How old a webhook's signature timestamp may be; Stripe's libraries default to 300.
+            webhook_tolerance_seconds=_number("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300, 1, int),
         )

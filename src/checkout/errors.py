@@ -15,6 +15,10 @@ class ConfigurationError(Exception):
     """The function's own configuration (environment) is malformed."""
 
 
+class UsageError(Exception):
+    """Bad input from the operator of checkout-admin (exit status 2)."""
+
+
 @dataclass(frozen=True)
 class FieldError:
     """One failing field, named as the client knows it (`Articles[0].Quantity`)."""

@@ -106,6 +106,21 @@ class SessionRegistry(Protocol):
     def find_session(self, session_id: str) -> tuple[ReferenceKey, SessionRecord] | None: ...
 
 
+class EventRelay(Protocol):
+    """Publishes the booking events a reference owes (`booking_events.OutboxRelay`)."""
+
+    def relay(self, key: ReferenceKey) -> int: ...
+
+
+def relay_quietly(relay: EventRelay, key: ReferenceKey) -> None:
+    """Publish what a reference owes; if that fails the events stay owed, and the
+    webhook's redelivery or the reconciler publishes them, so the caller's answer stands."""
+    try:
+        relay.relay(key)
+    except UpstreamFailure:
+        logger.warning("Booking events stay owed: publishing failed", extra={"reference": key.reference})
+
+
 @dataclass(frozen=True)
 class CheckoutResult:
     """The new session and what the response needs besides it."""
@@ -159,6 +174,7 @@ class CheckoutService:
         directory: CompanyDirectory,
         gateway: PaymentGateway,
         registry: SessionRegistry,
+        relay: EventRelay,
         executor: Executor,
         *,
         secret_name_prefix: str,
@@ -168,6 +184,7 @@ class CheckoutService:
         self._directory = directory
         self._gateway = gateway
         self._registry = registry
+        self._relay = relay
         self._executor = executor
         self._secret_name_prefix = secret_name_prefix
         self._sessions_per_minute = sessions_per_minute
@@ -483,6 +500,7 @@ class CheckoutService:
     def _apply(self, ref: ReferenceLease, news: list[CheckoutSession]) -> None:
         for session in news:
             self._registry.apply_news(ref.key, session)
+        relay_quietly(self._relay, ref.key)
 
 
 def _outcome(future: Future[CheckoutSession]) -> CheckoutSession | UpstreamFailure:

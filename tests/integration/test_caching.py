@@ -50,7 +50,7 @@ def test_the_stripe_key_is_fetched_once_per_ttl(
     api: Api, company: Company, stack: Stack, handler_module: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = use_service(monkeypatch, handler_module, secret_cache_seconds=3600)
-    secrets = service._gateway._keys._client
+    secrets = service._gateway._keys._secrets._client
     calls: list[str] = []
     original = secrets.get_secret_value
 

@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -79,6 +80,47 @@ def test_paying_on_the_emulator_page_returns_to_the_confirmation_url(local_api: 
     )
     again_status, _, again = _request(url, paid_body, "POST", headers)
     assert again_status == 409 and json.loads(again)["ResponseStatus"]["ErrorCode"] == "AlreadyPaid"
+
+
+def test_a_payment_on_the_emulator_page_is_heard_through_the_webhook_and_the_status_operation(
+    local_api: LocalApiProcess,
+) -> None:
+    url, body, headers = _curl(local_api.banner)
+    session = json.loads(
+        _request(url, body.replace(b"demo-booking-1", b"demo-booking-heard"), "POST", headers)[2]
+    )
+    _request(session["Url"], b"", "POST")  # pay, as the payer does on the page
+    status_url = url.replace("/checkout", "/checkout/status")
+    query = json.dumps({"CompanyId": session_url_company(body), "SessionId": session["SessionId"]}).encode()
+
+    status, _, answer = _request(status_url, query, "POST", headers)
+
+    assert status == 200
+    assert json.loads(answer) | {"InternalReferenceId": "x"} == {
+        "Status": "complete",
+        "PaymentStatus": "paid",
+        "CustomerEmail": "payer@example.com",
+        "InternalReferenceId": "x",
+    }
+    # The emulator's signed webhook reaches the local webhook route and records the payment.
+    record = local_api.admin(
+        "sessions", "--company-id", session_url_company(body), "--reference", "demo-booking-heard"
+    )
+    assert record["payment_state"] == "paid"  # recorded by the status operation, and by the webhook
+    events = [
+        e for e in local_api.admin_events() if e["detail"]["InternalReferenceId"] == "demo-booking-heard"
+    ]
+    assert [e["detail-type"] for e in events] == ["Checkout Paid"]  # once, whoever heard first
+    delivered = f"POST /payment/stripe/v1/webhook/{session_url_company(body)} -> 200"
+    for _ in range(100):
+        if delivered in local_api.output:
+            break
+        time.sleep(0.05)
+    assert delivered in local_api.output  # the emulator's signed event reached the webhook route
+
+
+def session_url_company(body: bytes) -> str:
+    return str(json.loads(body)["CompanyId"])
 
 
 def test_swagger_page_loads_the_served_document_with_local_assets(local_api: LocalApiProcess) -> None:

@@ -11,7 +11,7 @@ VARIABLES = (
     "COMPANIES_TABLE_NAME", "SESSIONS_TABLE_NAME", "STRIPE_SECRET_NAME_PREFIX", "STRIPE_API_BASE",
     "STRIPE_MAX_NETWORK_RETRIES", "STRIPE_TIMEOUT_SECONDS", "CHECKOUT_LEASE_SECONDS",
     "SETTINGS_CACHE_SECONDS", "SECRET_CACHE_SECONDS", "REFERENCE_SESSIONS_PER_MINUTE", "CORS_ALLOWED_ORIGINS",
-    "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "EVENT_BUS_NAME", "STRIPE_WEBHOOK_TOLERANCE_SECONDS",
 )  # fmt: skip
 
 
@@ -36,6 +36,8 @@ def test_defaults() -> None:
         cors_allowed_origins=(),
         service_name="stripe-checkout",
         metrics_namespace="BookingPayments",
+        event_bus_name="stripe-checkout-events",
+        webhook_tolerance_seconds=300,
     )
 
 

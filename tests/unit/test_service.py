@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from checkout.booking_events import OutboxRelay
 from checkout.contract import StripeV1CreateCheckout
 from checkout.domain import (
     Article,
@@ -37,7 +38,7 @@ from checkout.errors import (
     UpstreamFailure,
 )
 from checkout.service import CheckoutService
-from tests.fakes import FakeDirectory, FakeStripe, InMemorySessionRegistry
+from tests.fakes import FakeDirectory, FakePublisher, FakeStripe, InMemorySessionRegistry
 
 COMPANY = uuid.UUID("3f2504e0-4f89-11d3-9a0c-0305e82c3301")
 SETTINGS = CompanySettings(
@@ -65,6 +66,7 @@ class World:
     registry: InMemorySessionRegistry
     service: CheckoutService
     clock: Clock
+    publisher: FakePublisher
 
     def state(self, reference: str = "ref-1") -> ReferenceState:
         return self.registry.load(ReferenceKey(COMPANY, reference))
@@ -74,17 +76,18 @@ class World:
 def world() -> World:
     clock = Clock()
     directory = FakeDirectory(SETTINGS, {ARTICLE.key: ARTICLE})
-    stripe, registry = FakeStripe(), InMemorySessionRegistry(90, clock)
+    stripe, registry, publisher = FakeStripe(), InMemorySessionRegistry(90, clock), FakePublisher()
     service = CheckoutService(
         directory,
         stripe,
         registry,
+        OutboxRelay(registry, publisher),
         ThreadPoolExecutor(max_workers=4),
         secret_name_prefix="checkout/stripe/",
         sessions_per_minute=10,
         clock=clock,
     )
-    return World(directory, stripe, registry, service, clock)
+    return World(directory, stripe, registry, service, clock, publisher)
 
 
 def request(reference: str = "ref-1", **overrides: Any) -> StripeV1CreateCheckout:
@@ -139,7 +142,9 @@ def test_a_prior_paid_meanwhile_is_409_the_new_session_is_expired_and_the_refere
     assert state.payment.paid_session_id == first
     assert state.current_session_id == first
     assert [s.state for s in state.sessions] == [SessionState.PAID, SessionState.EXPIRED]
-    assert state.owed_events == (f"Checkout Paid#{first}",)
+    assert state.owed_events == ()  # recorded as owed, then published
+    assert world.publisher.types() == ["Checkout Paid"]
+    assert world.publisher.published[0].detail["SessionId"] == first
     calls = len(world.stripe.calls)
     with pytest.raises(AlreadyPaid):
         world.service.create_checkout(request())
