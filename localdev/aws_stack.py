@@ -10,9 +10,9 @@ conditional writes racing on one item can both pass their condition, which real
 DynamoDB never allows. This server serialises requests through one lock, so
 conditional writes are atomic as they are in DynamoDB.
 
-For the benchmark it can also add a fixed latency to every call (slept before taking
-the lock, so concurrent calls overlap as they do against real DynamoDB) and record each
-call in a `CallLog`.
+For the benchmark it can also give every call a latency (at least that long per call,
+slept after the lock is released, so concurrent calls overlap as they do against real
+DynamoDB) and record each call in a `CallLog`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import yaml
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from localdev.remote_calls import DYNAMODB, SECRETS_MANAGER, CallLog
+from localdev.remote_calls import DYNAMODB, SECRETS_MANAGER, CallLog, hold_until
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 FUNCTION = "CheckoutFunction"
@@ -138,8 +138,9 @@ def _operation(environ: dict[str, Any]) -> tuple[str, str]:
 class LocalAws:
     """moto's DynamoDB and Secrets Manager over HTTP on 127.0.0.1, one request at a time.
 
-    `latency` (seconds, may be changed while serving) is added to every call, outside
-    the lock; `calls` records every call answered.
+    Every call takes at least `latency` seconds (may be changed while serving; moto's
+    own work counts toward it, the rest is slept outside the lock); `calls` records
+    every call answered.
     """
 
     def __init__(self, *, latency: float = 0.0, calls: CallLog | None = None) -> None:
@@ -156,10 +157,9 @@ class LocalAws:
 
         def serialised(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
             started = time.perf_counter()
-            if self.latency:
-                time.sleep(self.latency)
             with lock:
                 body = list(app(environ, start_response))
+            hold_until(started, self.latency)
             if self.calls is not None:
                 self.calls.record(*_operation(environ), started, time.perf_counter())
             return body

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from checkout.aws_clients import dynamodb_client, events_client, secretsmanager_client
 from checkout.booking_events import EventBridgePublisher, OutboxRelay
@@ -19,7 +20,9 @@ from checkout.service import CheckoutService
 from checkout.session_registry import DynamoSessionRegistry
 from checkout.stripe_gateway import StripeGateway
 from checkout.stripe_keys import SecretsManagerKeys
-from checkout.stripe_webhooks import StripeWebhookService
+
+if TYPE_CHECKING:
+    from checkout.stripe_webhooks import StripeWebhookService
 
 # Calls one request makes at once: the create, the priors' expiries, the key fetch.
 _WORKERS = 16
@@ -41,7 +44,7 @@ def _secrets(config: Config) -> SecretCache:
 
 def _registry_and_relay(config: Config) -> tuple[DynamoSessionRegistry, OutboxRelay]:
     registry = DynamoSessionRegistry(dynamodb_client(), config.sessions_table, config.lease_seconds)
-    return registry, OutboxRelay(registry, EventBridgePublisher(events_client(), config.event_bus_name))
+    return registry, OutboxRelay(registry, EventBridgePublisher(events_client, config.event_bus_name))
 
 
 def build_services(config: Config) -> Services:
@@ -66,6 +69,9 @@ def build_services(config: Config) -> Services:
 
 def build_webhook_service(config: Config) -> StripeWebhookService:
     """The webhook receiver wired to DynamoDB, Secrets Manager and EventBridge."""
+    # Imported here: the checkout function never receives webhooks and need not load it.
+    from checkout.stripe_webhooks import StripeWebhookService
+
     registry, relay = _registry_and_relay(config)
     return StripeWebhookService(
         _secrets(config),
