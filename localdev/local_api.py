@@ -94,6 +94,16 @@ def _listen[T](what: str, option: str, host: str, port: int, start: Callable[[],
         ) from None
 
 
+def demo_confirmation_url(base_url: str, reference: str | None = None) -> str:
+    """The demo's confirmation page, which asks the status operation about the session.
+
+    Stripe puts the session's id in place of `{CHECKOUT_SESSION_ID}` when it sends the
+    payer there.
+    """
+    booking = f"&booking={reference}" if reference else ""
+    return f"{base_url}/demo/confirmed?session_id={{CHECKOUT_SESSION_ID}}{booking}"
+
+
 def sample_request(base_url: str, reference: str = "demo-booking-1") -> dict[str, Any]:
     """The published operation's sample request, with real values for the demo company."""
     return {
@@ -101,8 +111,8 @@ def sample_request(base_url: str, reference: str = "demo-booking-1") -> dict[str
         "CountryCode": "SE",
         "Articles": [{"ArticleId": 42, "ArticleTypeId": 1, "Quantity": 1}],
         "InternalReferenceId": reference,
-        "ConfirmationUrl": f"{base_url}/demo/confirmed",
-        "CancelUrl": f"{base_url}/demo/cancelled",
+        "ConfirmationUrl": demo_confirmation_url(base_url, reference),
+        "CancelUrl": f"{base_url}/demo/cancelled?booking={reference}",
         "UiMode": "hosted",
     }
 
@@ -133,7 +143,7 @@ def onboard_demo_company(base_url: str, stripe_key: str) -> str:
         "--allowed-url-prefix", f"{base_url.replace('127.0.0.1', 'localhost')}/",
         "--allowed-url-prefix", "http://localhost:3000/",
         "--allowed-url-prefix", "https://booking.example.com/",
-        "--confirmation-url", f"{base_url}/demo/confirmed",
+        "--confirmation-url", demo_confirmation_url(base_url),
         "--cancel-url", f"{base_url}/demo/cancelled",
         "--stripe-secret-key-stdin",
         stdin=stripe_key,

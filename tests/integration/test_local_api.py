@@ -76,7 +76,9 @@ def test_paying_on_the_emulator_page_returns_to_the_confirmation_url(local_api: 
     status, response_headers, _ = _request(session["Url"], b"", "POST")
 
     assert status == 303
-    assert response_headers["Location"].endswith("/demo/confirmed")
+    assert response_headers["Location"].endswith(
+        f"/demo/confirmed?session_id={session['SessionId']}&booking=demo-booking-paid"
+    )
     again_status, _, again = _request(url, paid_body, "POST", headers)
     assert again_status == 409 and json.loads(again)["ResponseStatus"]["ErrorCode"] == "AlreadyPaid"
 
