@@ -295,7 +295,7 @@ class LocalStack:
         os.environ.setdefault("CORS_ALLOWED_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000")
         create_tables({name: os.environ[name] for name in DEFAULT_TABLES}, self.aws.url)
         os.environ["USAGE_PLAN_ID"] = create_usage_plan(self.aws.url)
-        os.environ.setdefault("EVENT_BUS_NAME", "stripe-checkout-events")
+        os.environ.setdefault("EVENT_BUS_NAME", "stripe-checkout-events-dev")
         create_event_bus(os.environ["EVENT_BUS_NAME"], self.aws.url)
         # What a booking system's rule would do: every booking event lands in this queue.
         self.events_queue_url = capture_bus(os.environ["EVENT_BUS_NAME"], EVENTS_QUEUE, self.aws.url)

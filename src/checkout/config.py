@@ -111,7 +111,7 @@ class Config:
             service_name=os.environ.get("POWERTOOLS_SERVICE_NAME", "") or "stripe-checkout",
             metrics_namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "") or "BookingPayments",
             # The EventBridge bus booking events go to (the template creates it).
-            event_bus_name=os.environ.get("EVENT_BUS_NAME", "") or "stripe-checkout-events",
+            event_bus_name=os.environ.get("EVENT_BUS_NAME", "") or f"stripe-checkout-events-{stage}",
             # How old a webhook's signature timestamp may be; Stripe's libraries default to 300.
             webhook_tolerance_seconds=_number("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300, 1, int),
         )

@@ -222,14 +222,14 @@ class CheckoutService:
             raise InvalidRequest(
                 [_field("NotAllowed", "CancelUrl", "is not allowed when 'UiMode' is embedded")]
             )
-        # On a cold container the key is fetched while the settings are read (checkout-admin
-        # stores it under this name); on a warm one both come from the cache.
-        self._gateway.prefetch_key(Merchant(f"{self._secret_name_prefix}{request.company_id}"))
         keys = [ArticleKey(a.article_type_id, a.article_id) for a in request.articles]
         settings, catalogue = self._directory.catalogue(request.company_id, keys)
         self._access.check(settings, api_key_id)
         if settings is None or not settings.checkout_enabled:
             raise CheckoutNotConfigured()
+        # Nothing of the company's is touched before the caller's key is known to be bound
+        # to it; on a cold container the key is then fetched while the lease is taken.
+        self._gateway.prefetch_key(settings.merchant)
         spec = self._spec(request, settings, keys, catalogue)
 
         key = ReferenceKey(request.company_id, request.internal_reference_id)

@@ -37,7 +37,7 @@ def test_defaults() -> None:
         cors_allowed_origins=(),
         service_name="stripe-checkout",
         metrics_namespace="BookingPayments",
-        event_bus_name="stripe-checkout-events",
+        event_bus_name="stripe-checkout-events-dev",
         webhook_tolerance_seconds=300,
         stage="dev",
         allow_unbound_api_keys=False,

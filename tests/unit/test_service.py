@@ -296,6 +296,7 @@ def test_a_key_bound_to_another_company_is_refused_before_stripe_and_the_registr
         world.service.create_checkout(request(), api_key_id="key-of-another-company")
 
     assert world.stripe.calls == [] and world.stripe.sessions == {}
+    assert world.stripe.prefetched == []  # not even the company's Stripe key was read
     assert world.state() == before
 
 
