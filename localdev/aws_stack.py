@@ -1,4 +1,5 @@
-"""Local stand-ins for DynamoDB and Secrets Manager: moto's server, tables from template.yaml.
+"""Local stand-ins for DynamoDB, Secrets Manager and API Gateway's keys: moto's server,
+tables from template.yaml.
 
 The tables are created from the `AWS::DynamoDB::Table` resources of `template.yaml`,
 matched to the configuration variables that name them in the function's environment
@@ -10,12 +11,12 @@ conditional writes racing on one item can both pass their condition, which real
 DynamoDB never allows. This server serialises requests through one lock, so
 conditional writes are atomic as they are in DynamoDB.
 
-For the benchmark it can also add a fixed latency to every call (slept before taking
-the lock, so concurrent calls overlap as they do against real DynamoDB) and record each
-call in a `CallLog`. For the fault tests it answers chosen calls the way a bad day in
-AWS does (`inject_fault`): an error (5xx, throttling, access denied), an answer that
-comes too late, a connection reset before the call is served, or one served and then
-lost on the way back.
+For the benchmark it can also give every call a latency (at least that long per call,
+slept after the lock is released, so concurrent calls overlap as they do against real
+DynamoDB) and record each call in a `CallLog`. For the fault tests it answers chosen
+calls the way a bad day in AWS does (`inject_fault`): an error (5xx, throttling, access
+denied), an answer that comes too late, a connection reset before the call is served,
+or one served and then lost on the way back.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import yaml
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from localdev.remote_calls import DYNAMODB, SECRETS_MANAGER, CallLog
+from localdev.remote_calls import DYNAMODB, SECRETS_MANAGER, CallLog, hold_until
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 FUNCTION = "CheckoutFunction"
@@ -102,6 +103,47 @@ def create_tables(table_names: dict[str, str], endpoint_url: str | None = None) 
         client.create_table(TableName=table_names[variable], **definition)
 
 
+def create_usage_plan(endpoint_url: str | None = None, name: str = "stripe-checkout-dev") -> str:
+    """A usage plan standing in for the template's, for `checkout-admin apikey create`."""
+    client = boto3.client("apigateway", region_name=REGION, endpoint_url=endpoint_url)
+    return client.create_usage_plan(name=name, throttle={"rateLimit": 20.0, "burstLimit": 40})["id"]
+
+
+def api_key_id(value: str, endpoint_url: str | None = None) -> str | None:
+    """The id of the enabled API key whose value is `value`, as API Gateway resolves `x-api-key`."""
+    client = boto3.client("apigateway", region_name=REGION, endpoint_url=endpoint_url)
+    for page in client.get_paginator("get_api_keys").paginate(includeValues=True):
+        for key in page.get("items", []):
+            if key.get("value") == value and key.get("enabled"):
+                return key.get("id")
+    return None
+
+
+def create_event_bus(name: str, endpoint_url: str | None = None) -> None:
+    """The EventBridge bus booking events go to, as the template creates it."""
+    boto3.client("events", region_name=REGION, endpoint_url=endpoint_url).create_event_bus(Name=name)
+
+
+def capture_bus(bus_name: str, queue_name: str, endpoint_url: str | None = None) -> str:
+    """Route every booking event on the bus to a new SQS queue; its URL.
+
+    What a consumer does with its own rule; tests read the queue to see what was published.
+    """
+    sqs = boto3.client("sqs", region_name=REGION, endpoint_url=endpoint_url)
+    events = boto3.client("events", region_name=REGION, endpoint_url=endpoint_url)
+    queue_url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name=f"{queue_name}-all", EventBusName=bus_name, EventPattern='{"source":["stripe-checkout"]}'
+    )
+    events.put_targets(
+        Rule=f"{queue_name}-all", EventBusName=bus_name, Targets=[{"Id": "queue", "Arn": queue_arn}]
+    )
+    return str(queue_url)
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
@@ -144,10 +186,11 @@ class AwsFault:
 
 
 class LocalAws:
-    """moto's DynamoDB and Secrets Manager over HTTP on 127.0.0.1, one request at a time.
+    """moto's DynamoDB, Secrets Manager and API Gateway over HTTP on 127.0.0.1, one request at a time.
 
-    `latency` (seconds, may be changed while serving) is added to every call, outside
-    the lock; `calls` records every call answered.
+    Every call takes at least `latency` seconds (may be changed while serving; moto's
+    own work counts toward it, the rest is slept outside the lock); `calls` records
+    every call answered.
     """
 
     def __init__(self, *, latency: float = 0.0, calls: CallLog | None = None) -> None:
@@ -214,8 +257,6 @@ class LocalAws:
 
         def serialised(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
             started = time.perf_counter()
-            if self.latency:
-                time.sleep(self.latency)
             fault = None
             if self._faults:
                 raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
@@ -225,6 +266,7 @@ class LocalAws:
                 body = serve(environ, start_response)
             else:
                 body = self._faulty(fault, environ, start_response, serve)
+            hold_until(started, self.latency)
             if self.calls is not None:
                 self.calls.record(*_operation(environ), started, time.perf_counter())
             return body

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from checkout.booking_events import OwedEvent
 from checkout.domain import (
     Article,
     ArticleKey,
@@ -63,6 +64,7 @@ class FakeStripe:
     on_create: Callable[[], None] | None = None
     calls: list[str] = field(default_factory=list)
     key_fetches: int = 0
+    prefetched: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _key(self, merchant: Merchant, refresh: bool) -> str:
@@ -78,7 +80,7 @@ class FakeStripe:
         raise StripeCredentialsUnusable()
 
     def prefetch_key(self, merchant: Merchant) -> None:
-        pass
+        self.prefetched.append(merchant.secret_name)
 
     def create_session(self, merchant: Merchant, spec: CheckoutSpec, idempotency_key: str) -> CheckoutSession:
         self._with_key(merchant)
@@ -284,8 +286,22 @@ class InMemorySessionRegistry:
                 head.outbox[f"{event.value}#{session.id}"] = {
                     "detail_type": event.value,
                     "detail": event_detail(event, key, session, result.payment),
+                    "owed_at_ms": self._now_ms(),
                 }
             return result
+
+    def owed_events(self, key: ReferenceKey) -> list[OwedEvent]:
+        with self._lock:
+            outbox = self._heads[key].outbox if key in self._heads else {}
+            return [
+                OwedEvent(event_id, entry["detail_type"], entry["detail"], entry["owed_at_ms"])
+                for event_id, entry in outbox.items()
+            ]
+
+    def settle_owed(self, key: ReferenceKey, event_ids: Sequence[str]) -> None:
+        with self._lock:
+            for event_id in event_ids:
+                self._heads[key].outbox.pop(event_id, None)
 
     def find_session(self, session_id: str) -> tuple[ReferenceKey, SessionRecord] | None:
         with self._lock:
@@ -310,3 +326,19 @@ class InMemorySessionRegistry:
                 sessions=tuple(records),
                 owed_events=tuple(sorted(head.outbox)),
             )
+
+
+@dataclass
+class FakePublisher:
+    """Booking events as published, in order; optionally failing."""
+
+    published: list[OwedEvent] = field(default_factory=list)
+    fail: list[Exception] = field(default_factory=list)
+
+    def publish(self, events: Sequence[OwedEvent]) -> None:
+        if self.fail:
+            raise self.fail.pop(0)
+        self.published.extend(events)
+
+    def types(self) -> list[str]:
+        return [e.detail_type for e in self.published]

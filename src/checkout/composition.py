@@ -1,4 +1,4 @@
-"""Builds the services from configuration: the one place adapters are chosen.
+"""Builds the use cases from configuration: the one place adapters are chosen.
 
 Everything here is built once per container (at import, in Lambda's init phase): one
 botocore session and its clients, one thread pool, one Stripe HTTP client.
@@ -8,16 +8,23 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from checkout.aws_clients import dynamodb_client, secretsmanager_client
+from checkout.access import AccessPolicy
+from checkout.aws_clients import dynamodb_client, events_client, secretsmanager_client
+from checkout.booking_events import EventBridgePublisher, OutboxRelay
 from checkout.checkout_status import CheckoutStatusService
 from checkout.company_store import DynamoCompanyDirectory
 from checkout.config import Config
 from checkout.idempotency import IdempotencyKeys
+from checkout.secrets_store import SecretCache
 from checkout.service import CheckoutService
 from checkout.session_registry import DynamoSessionRegistry
 from checkout.stripe_gateway import StripeGateway
 from checkout.stripe_keys import SecretsManagerKeys
+
+if TYPE_CHECKING:
+    from checkout.stripe_webhooks import StripeWebhookService
 
 # Calls one request makes at once: the create, the priors' expiries, the key fetch.
 _WORKERS = 16
@@ -32,25 +39,52 @@ class Services:
     idempotency: IdempotencyKeys
 
 
+def _secrets(config: Config) -> SecretCache:
+    # Secret reads get their own pool: a task on the main pool may wait for one.
+    reads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="secrets")
+    return SecretCache(secretsmanager_client(), config.secret_cache_seconds, reads)
+
+
+def _registry_and_relay(config: Config) -> tuple[DynamoSessionRegistry, OutboxRelay]:
+    registry = DynamoSessionRegistry(dynamodb_client(), config.sessions_table, config.lease_seconds)
+    return registry, OutboxRelay(registry, EventBridgePublisher(events_client, config.event_bus_name))
+
+
 def build_services(config: Config) -> Services:
-    """Both use cases, wired to the same adapters, and the `Idempotency-Key` records."""
-    checkout = build_service(config)
-    status = CheckoutStatusService(checkout.directory, checkout.gateway, checkout.registry)
-    return Services(checkout, status, IdempotencyKeys(config.idempotency_table))
-
-
-def build_service(config: Config) -> CheckoutService:
-    """The checkout service wired to DynamoDB, Secrets Manager and Stripe as `config` says."""
+    """The checkout and status use cases wired to DynamoDB, Secrets Manager, Stripe and
+    EventBridge, and the `Idempotency-Key` records."""
     executor = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="checkout")
-    dynamodb = dynamodb_client()
-    # Key fetches get their own pool: a task on the main pool may wait for one.
-    key_fetches = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stripe-key")
-    keys = SecretsManagerKeys(secretsmanager_client(), config.secret_cache_seconds, key_fetches)
-    return CheckoutService(
-        directory=DynamoCompanyDirectory(dynamodb, config.companies_table, config.settings_cache_seconds),
-        gateway=StripeGateway(config, keys),
-        registry=DynamoSessionRegistry(dynamodb, config.sessions_table, config.lease_seconds),
+    registry, relay = _registry_and_relay(config)
+    directory = DynamoCompanyDirectory(
+        dynamodb_client(), config.companies_table, config.settings_cache_seconds, refresher=executor
+    )
+    keys = SecretsManagerKeys(_secrets(config), stage=config.stage, name_prefix=config.secret_name_prefix)
+    gateway = StripeGateway(config, keys)
+    access = AccessPolicy(allow_unbound=config.allow_unbound_api_keys)
+    checkout = CheckoutService(
+        directory=directory,
+        gateway=gateway,
+        registry=registry,
+        relay=relay,
         executor=executor,
         secret_name_prefix=config.secret_name_prefix,
         sessions_per_minute=config.reference_sessions_per_minute,
+        access=access,
+    )
+    status = CheckoutStatusService(directory, gateway, registry, relay, access)
+    return Services(checkout, status, IdempotencyKeys(config.idempotency_table))
+
+
+def build_webhook_service(config: Config) -> StripeWebhookService:
+    """The webhook receiver wired to DynamoDB, Secrets Manager and EventBridge."""
+    # Imported here: the checkout function never receives webhooks and need not load it.
+    from checkout.stripe_webhooks import StripeWebhookService
+
+    registry, relay = _registry_and_relay(config)
+    return StripeWebhookService(
+        _secrets(config),
+        config.secret_name_prefix,
+        registry,
+        relay,
+        tolerance_seconds=config.webhook_tolerance_seconds,
     )

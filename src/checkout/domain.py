@@ -51,6 +51,8 @@ class CompanySettings:
     allowed_url_prefixes: tuple[str, ...] = ()
     default_confirmation_url: str | None = None
     default_cancel_url: str | None = None
+    # The API Gateway key ids that may act for the company (see access.py).
+    api_key_ids: frozenset[str] = frozenset()
 
     @property
     def merchant(self) -> Merchant:

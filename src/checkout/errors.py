@@ -15,6 +15,10 @@ class ConfigurationError(Exception):
     """The function's own configuration (environment) is malformed."""
 
 
+class UsageError(Exception):
+    """Bad input from the operator of checkout-admin (exit status 2)."""
+
+
 @dataclass(frozen=True)
 class FieldError:
     """One failing field, named as the client knows it (`Articles[0].Quantity`)."""
@@ -110,6 +114,19 @@ class CheckoutNotConfigured(CheckoutError):
         super().__init__("Stripe Checkout is not configured for this company.")
 
 
+class AccessDenied(CheckoutError):
+    """The caller's API key is not bound to the company.
+
+    The same answer whether the company exists or not, so a key cannot be used to probe
+    which companies exist (see access.py).
+    """
+
+    error_code = "Forbidden"
+
+    def __init__(self) -> None:
+        super().__init__("The API key may not act for this company.")
+
+
 class NotFound(CheckoutError):
     """The thing asked about does not exist for this caller (404)."""
 
@@ -178,12 +195,15 @@ class UpstreamFailure(CheckoutError):
 
 
 class StripeCredentialsUnusable(UpstreamFailure):
-    """The company's Stripe key is missing, malformed, or refused even after a fresh fetch."""
+    """The company's Stripe key is missing, malformed, of the wrong mode for the stage, or
+    refused even after a fresh fetch; `reason` says which when it is known before Stripe."""
 
-    def __init__(self) -> None:
+    def __init__(self, reason: str | None = None) -> None:
         super().__init__(
             "StripeCredentials",
-            "Stripe refused the company's credentials, or they are missing; contact support.",
+            f"The company's Stripe key cannot be used: {reason}; contact support."
+            if reason
+            else "Stripe refused the company's credentials, or they are missing; contact support.",
         )
 
 

@@ -87,7 +87,7 @@ class IdempotencyKeys:
         )
 
         self._config = IdempotencyConfig(
-            event_key_jmespath="[operation, key]",
+            event_key_jmespath="[operation, caller, key]",
             payload_validation_jmespath="request",
             raise_on_no_idempotency_key=True,
             expires_after_seconds=EXPIRES_AFTER_SECONDS,
@@ -108,11 +108,15 @@ class IdempotencyKeys:
         self,
         key: str,
         operation: str,
+        caller: str | None,
         request: Mapping[str, Any],
         work: Callable[[], dict[str, Any]],
         context: LambdaContext | None,
     ) -> dict[str, Any]:
-        """`work()`'s answer for the first request with `key`, the stored one for its repeats."""
+        """`work()`'s answer for the first request with `key`, the stored one for its repeats.
+
+        Keys are the caller's own (`caller`: the API key id): another caller's request with
+        the same key is a request of its own, checked and run as any other."""
         from aws_lambda_powertools.utilities.idempotency.exceptions import (
             IdempotencyAlreadyInProgressError,
             IdempotencyPersistenceLayerError,
@@ -124,7 +128,8 @@ class IdempotencyKeys:
         if context is not None:
             self._config.register_lambda_context(context)
         try:
-            return self._run(data={"operation": operation, "key": key, "request": dict(request)}, work=work)
+            data = {"operation": operation, "caller": caller, "key": key, "request": dict(request)}
+            return self._run(data=data, work=work)
         except IdempotencyValidationError:
             raise IdempotencyKeyReused() from None
         except IdempotencyAlreadyInProgressError:

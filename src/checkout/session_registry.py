@@ -36,6 +36,7 @@ reached Stripe. When DynamoDB cannot be reached at all, the lease lapses by itse
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -48,6 +49,7 @@ from botocore.exceptions import ClientError
 
 from checkout import dynamodb_layout as layout
 from checkout.aws_clients import aws_errors, from_item, to_item
+from checkout.booking_events import OwedEvent
 from checkout.domain import (
     CheckoutSession,
     OpenSession,
@@ -617,6 +619,38 @@ class DynamoSessionRegistry:
         ]
         with aws_errors(_SERVICE, on_condition_failed=lambda _: _Conflict()):
             self._client.transact_write_items(TransactItems=items)
+
+    def owed_events(self, key: ReferenceKey) -> list[OwedEvent]:
+        """The booking events the reference owes (its outbox), read consistently."""
+        with aws_errors(_SERVICE):
+            response = self._client.get_item(
+                TableName=self._table,
+                Key=self._head_key(key),
+                ProjectionExpression="outbox",
+                ConsistentRead=True,
+            )
+        outbox = from_item(response.get("Item") or {}).get("outbox") or {}
+        return [
+            OwedEvent(
+                event_id, str(entry["detail_type"]), dict(entry["detail"]), int(entry.get("owed_at_ms", 0))
+            )
+            for event_id, entry in outbox.items()
+        ]
+
+    def settle_owed(self, key: ReferenceKey, event_ids: Sequence[str]) -> None:
+        """Drop published events from the outbox (dropping one already gone is harmless)."""
+        if not event_ids:
+            return
+        names = {f"#e{i}": event_id for i, event_id in enumerate(event_ids)}
+        with contextlib.suppress(_Conflict), aws_errors(_SERVICE, on_condition_failed=lambda _: _Conflict()):
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._head_key(key),
+                UpdateExpression="REMOVE " + ", ".join(f"outbox.{n}" for n in names) + " ADD version :one",
+                ConditionExpression="attribute_exists(outbox)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item({":one": 1}),
+            )
 
     def find_session(self, session_id: str) -> tuple[ReferenceKey, SessionRecord] | None:
         """The reference and record of a session this service created, by its id alone."""

@@ -68,7 +68,8 @@ def session_params(spec: CheckoutSpec) -> dict[str, Any]:
     return params
 
 
-def _session(obj: Any) -> CheckoutSession:
+def session_from_stripe(obj: Any, *, payment_failed: bool = False) -> CheckoutSession:
+    """A Checkout Session object (as Stripe or one of its events carries it) as the domain sees it."""
     data: Mapping[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else obj
     customer = data.get("customer")
     payment_intent = data.get("payment_intent")
@@ -89,6 +90,7 @@ def _session(obj: Any) -> CheckoutSession:
         currency=data.get("currency"),
         expires_at=data.get("expires_at"),
         livemode=bool(data.get("livemode", False)),
+        payment_failed=payment_failed,
     )
 
 
@@ -237,7 +239,7 @@ class StripeGateway:
                     options={**options, "idempotency_key": idempotency_key},  # type: ignore[arg-type]
                 )
 
-        return _session(self._call(merchant, create))
+        return session_from_stripe(self._call(merchant, create))
 
     def retrieve_session(self, merchant: Merchant, session_id: str) -> CheckoutSession:
         """The session's current state at Stripe."""
@@ -246,7 +248,7 @@ class StripeGateway:
             with _stripe_errors("checkout.sessions.retrieve"):
                 return client.v1.checkout.sessions.retrieve(session_id, options=options)
 
-        return _session(self._call(merchant, retrieve))
+        return session_from_stripe(self._call(merchant, retrieve))
 
     def expire_session(self, merchant: Merchant, session_id: str) -> CheckoutSession:
         """Expire an open session and return its final state.
@@ -261,7 +263,7 @@ class StripeGateway:
                 return client.v1.checkout.sessions.expire(session_id, options=options)
 
         try:
-            return _session(self._call(merchant, expire))
+            return session_from_stripe(self._call(merchant, expire))
         except StripeRejected:
             session = self.retrieve_session(merchant, session_id)
             if session.status is SessionStatus.OPEN:

@@ -51,6 +51,10 @@ from checkout.servicestack import (
 
 # The verbs a predefined route takes; an operation answers 405 to the ones it does not serve.
 ANY_VERB = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+# On every answer, errors, preflights and JSONP included: answers carry client secrets,
+# so no cache may keep them and no browser may sniff them into another type; and the
+# CORS headers depend on the Origin, so a cache must not serve one origin's to another.
+_EVERY_ANSWER = {"Cache-Control": ["no-store"], "X-Content-Type-Options": ["nosniff"]}
 
 
 def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
@@ -115,22 +119,32 @@ def _run(operation: Operation) -> Response[str]:
             f"Could not find method named {event.http_method.capitalize()}({name}) or Any({name}) "
             "on Service CheckoutService",
         )
+    caller = _caller_key(request)
     key = event.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and operation.takes_idempotency_key:
         body = SERVICES.idempotency.answer(
             checked_key(key),
             operation.name,
+            caller,
             request.model_dump(mode="json", by_alias=True),
-            lambda: _result(operation, request),
+            lambda: _result(operation, request, caller),
             app.lambda_context,
         )
         return _answer(200, body)
-    return _answer(200, _result(operation, request))
+    return _answer(200, _result(operation, request, caller))
 
 
-def _result(operation: Operation, request: Any) -> dict[str, Any]:
-    result = operation.handle(SERVICES, request)
+def _result(operation: Operation, request: Any, caller: str | None) -> dict[str, Any]:
+    result = operation.handle(SERVICES, request, caller)
     return result.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _caller_key(request: Any) -> str | None:
+    """The id of the API key API Gateway accepted (None: a bare `sam local invoke`); it and
+    the company label the request's log lines, which the access log cannot."""
+    api_key_id = app.current_event.request_context.identity.api_key_id
+    logger.append_keys(company_id=str(getattr(request, "company_id", "")), api_key_id=api_key_id)
+    return api_key_id
 
 
 def _custom_route(operation: Operation) -> Any:
@@ -262,7 +276,19 @@ def _bug(exc: Exception) -> Response[str]:
     return _error(500, "InternalError", "An unexpected error occurred; it has been logged.")
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
+def _with_edge_headers(response: dict[str, Any]) -> dict[str, Any]:
+    headers = response.get("multiValueHeaders") or {}
+    headers.update(_EVERY_ANSWER)
+    vary = [v.strip() for value in headers.get("Vary", []) for v in value.split(",") if v.strip()]
+    headers["Vary"] = [", ".join(dict.fromkeys([*vary, "Origin"]))]
+    response["multiValueHeaders"] = headers
+    return response
+
+
+# clear_state: the company and key of one request must not label the next one's logs.
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False, clear_state=True
+)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway REST proxy integration entry point."""
@@ -271,12 +297,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         # Not from API Gateway (which never sends such an event): no route, no CORS.
         count_rejection(problem.error_code)
         logger.info("Request rejected", extra={"status": 400, "error_code": problem.error_code})
-        return {
-            "statusCode": 400,
-            "headers": {"Content-Type": JSON_CONTENT_TYPE},
-            "body": json.dumps(error_body(problem.error_code, problem.message), separators=(",", ":")),
-            "isBase64Encoded": False,
-        }
+        return _with_edge_headers(
+            {
+                "statusCode": 400,
+                "multiValueHeaders": {"Content-Type": [JSON_CONTENT_TYPE]},
+                "body": json.dumps(error_body(problem.error_code, problem.message), separators=(",", ":")),
+                "isBase64Encoded": False,
+            }
+        )
     # ServiceStack matches routes in any case; Powertools matches them as registered.
     event["path"] = canonical_path(event.get("path") or "/")
-    return app.resolve(event, context)
+    return _with_edge_headers(app.resolve(event, context))

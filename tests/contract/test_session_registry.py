@@ -303,3 +303,16 @@ def test_a_renewed_lease_outlives_its_length_and_lapses_once_renewals_stop(
                 held.renew()
             taker.release(keep_attempts=())
         held.committed = True
+
+
+def test_owed_events_are_listed_until_settled(registry: DynamoSessionRegistry, key: ReferenceKey) -> None:
+    checkout(registry, key, "cs_1")
+    registry.apply_news(key, session("cs_1", SessionStatus.COMPLETE, "paid"))
+
+    [owed] = registry.owed_events(key)
+
+    assert (owed.event_id, owed.detail_type) == ("Checkout Paid#cs_1", "Checkout Paid")
+    assert owed.detail["SessionId"] == "cs_1" and owed.detail["PaymentStatus"] == "paid"
+    registry.settle_owed(key, [owed.event_id])
+    registry.settle_owed(key, [owed.event_id])  # settling twice is harmless
+    assert registry.owed_events(key) == []

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
+from localdev.apigw import LocalContext
 from localdev.aws_stack import FUNCTION, load_template
 from localdev.local_api import DEMO_COMPANY_ID, onboard_demo_company
 from tests.conftest import STRIPE_KEY, Api, Stack
+from tests.integration.test_failures import use_service
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 ENV_FILE = "env.json"
@@ -35,11 +39,22 @@ def _preflight(status: int, body: dict[str, Any]) -> None:
     assert status == 204
 
 
+def _not_found(status: int, body: dict[str, Any]) -> None:
+    assert status == 404 and body["ResponseStatus"]["ErrorCode"] == "NotFound"
+
+
+def _stale_signature(status: int, body: dict[str, Any]) -> None:
+    # A recorded delivery: its signature is long past the 300 s tolerance, as any replay is.
+    assert status == 400 and body["ResponseStatus"]["ErrorCode"] == "InvalidSignature"
+
+
 EXPECTED = {
     "hosted.json": _hosted,
     "embedded.json": _embedded,
     "validation-error.json": _validation_error,
     "cors-preflight.json": _preflight,
+    "status-not-found.json": _not_found,
+    "webhook-stale-signature.json": _stale_signature,
 }
 
 
@@ -55,9 +70,20 @@ def test_every_event_file_has_an_expected_answer() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_event_goes_through_the_handler(api: Api, demo_company: str, name: str) -> None:
+def test_event_goes_through_the_handler(
+    api: Api, demo_company: str, name: str, handler_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The events carry no API key id, as `sam local invoke` sends them; env.json allows that.
+    overrides = json.loads((EVENTS / ENV_FILE).read_text(encoding="utf-8"))[FUNCTION]
+    use_service(
+        monkeypatch, handler_module, allow_unbound_api_keys=overrides["ALLOW_UNBOUND_API_KEYS"] == "true"
+    )
     event = json.loads((EVENTS / name).read_text(encoding="utf-8"))
 
+    if event["path"].startswith("/payment/stripe/v1/webhook/"):
+        answer = importlib.import_module("handlers.stripe_webhook").lambda_handler(event, LocalContext())
+        EXPECTED[name](answer["statusCode"], json.loads(answer["body"]))
+        return
     reply = api.invoke(event)
 
     EXPECTED[name](reply.status, json.loads(reply.text) if reply.text else {})
@@ -67,11 +93,12 @@ def test_event_goes_through_the_handler(api: Api, demo_company: str, name: str) 
 
 
 def test_env_vars_file_overrides_only_variables_the_template_declares() -> None:
-    declared = load_template()["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+    resources = load_template()["Resources"]
     overrides = json.loads((EVENTS / ENV_FILE).read_text(encoding="utf-8"))
 
-    assert list(overrides) == [FUNCTION]
-    assert set(overrides[FUNCTION]) <= set(declared)
+    assert set(overrides) == {FUNCTION, "WebhookFunction"}
+    for function, variables in overrides.items():
+        assert set(variables) <= set(resources[function]["Properties"]["Environment"]["Variables"])
     origins = overrides[FUNCTION]["CORS_ALLOWED_ORIGINS"].split(",")
     for name in EXPECTED:
         origin = json.loads((EVENTS / name).read_text(encoding="utf-8"))["headers"].get("Origin")
