@@ -94,6 +94,16 @@ def _is_str_map(value: Any, *, lists: bool) -> bool:
     return True
 
 
+def _is_request_context(context: Any) -> bool:
+    """The parts of `requestContext` the handlers read, as API Gateway always sends them."""
+    if not isinstance(context, Mapping) or not isinstance(context.get("path"), str):
+        return False
+    identity = context.get("identity")
+    return isinstance(identity, Mapping) and all(
+        identity.get(name) is None or isinstance(identity.get(name), str) for name in ("apiKeyId", "sourceIp")
+    )
+
+
 def event_problem(event: Any) -> InputRefused | None:
     """Why an event cannot be served at all, or None when it is shaped as API Gateway's are."""
     if not isinstance(event, Mapping):
@@ -101,7 +111,7 @@ def event_problem(event: Any) -> InputRefused | None:
     shaped = (
         isinstance(event.get("httpMethod"), str)
         and isinstance(event.get("path"), str)
-        and isinstance(event.get("requestContext"), Mapping)
+        and _is_request_context(event.get("requestContext"))
         and (event.get("body") is None or isinstance(event.get("body"), str))
         and isinstance(event.get("isBase64Encoded", False), bool | None)
         and _is_str_map(event.get("headers"), lists=False)

@@ -32,6 +32,7 @@ from checkout.domain import CheckoutSession, ReferenceKey, SessionRecord
 from checkout.errors import CheckoutError
 from checkout.observability import count, logger
 from checkout.reference_transitions import Transition
+from checkout.request_decoding import InputRefused, parse_json
 from checkout.secrets_store import SecretCache, SecretUnavailable
 from checkout.stripe_gateway import session_from_stripe
 
@@ -156,8 +157,8 @@ class StripeWebhookService:
         ):
             raise InvalidWebhook("The Stripe-Signature does not verify, or is too old.")
         try:
-            event = json.loads(text)
-        except ValueError:
+            event = parse_json(text)  # within the edge's limits, even signed
+        except (ValueError, InputRefused):
             raise InvalidWebhook("The body is not a Stripe event.") from None
         if (
             not isinstance(event, dict)

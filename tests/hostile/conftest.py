@@ -26,8 +26,8 @@ from checkout.composition import Services, build_services
 from checkout.config import Config
 from tests.conftest import Company, Stack
 
-TIMEOUT = 0.4  # seconds every client here waits for an answer
-LATE = TIMEOUT + 0.2  # a fault's delay: an answer the client no longer waits for
+TIMEOUT = 0.3  # seconds every client here waits for an answer
+LATE = TIMEOUT + 0.15  # a fault's delay: an answer the client no longer waits for
 
 
 def use_fast_service(

@@ -1,26 +1,44 @@
 """The fault matrix: every remote call on a request's path x every way it can fail, once
 and persistently (docs/reliability.md).
 
-For each case: the faulted request's answer (status, ErrorCode, Retry-After), then, with
-the fault gone, the next request for the same reference succeeds within 10 seconds, and
-the contract's invariant holds at the emulator and in the registry (every created
-session recorded in its state, at most one open, the current one; no lease held, no
-attempt pending).
+For each case of the checkout and status operations: the faulted request's answer
+(status, ErrorCode, Retry-After), then, with the fault gone, the next request for the
+same reference succeeds within 10 seconds, and the contract's invariant holds at the
+emulator and in the registry (every created session recorded in its state, at most one
+open, the current one; no lease held, no attempt pending).
+
+For each case of the webhook receiver: a delivery that met a fault it could not ride
+out is a 5xx, so Stripe delivers it again; once the fault is gone the delivery is a 200,
+the reference is paid, and its booking event was published and left the outbox.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import json
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.conftest import Api, Company, Reply, Stack, onboard
-from tests.hostile.conftest import LATE, assert_invariant, lease_write, wait_for_background_work
+from checkout.composition import build_webhook_service
+from checkout.config import Config
+from checkout.domain import ReferenceKey
+from localdev.apigw import LocalContext, rest_event
+from localdev.emulator_webhooks import signature_header
+from tests.conftest import Api, Company, Reply, Stack, admin, onboard
+from tests.hostile.conftest import (
+    LATE,
+    assert_invariant,
+    lease_write,
+    wait_for_background_work,
+)
 
 STATUS_ROUTE = "/payment/stripe/v1/checkout/status"
 PERSISTENT = 999
@@ -150,9 +168,11 @@ def test_fault(
 ) -> None:
     company = matrix_company
     reference = f"fault-{uuid.uuid4().hex[:12]}"
-    prior = checkout(api, company, reference)  # the faulted request has a session to expire
-    assert prior.status == 200, prior.text
-    session_id = prior.json["SessionId"]
+    session_id = "cs_none"
+    if case.status_operation or case.name == "Stripe expire":
+        prior = checkout(api, company, reference)  # a session to ask about, or to expire
+        assert prior.status == 200, prior.text
+        session_id = prior.json["SessionId"]
     if case.status_operation:
         stack.emulator.complete(session_id, deliver=False)  # news the status call must record
         send: Callable[[], Reply] = lambda: status(api, company, session_id)  # noqa: E731
@@ -186,3 +206,109 @@ def test_fault(
         assert company.sessions(reference)["payment_state"] == "paid"
     record = assert_invariant(stack, company, reference)
     assert (record["lease_held"], record["pending_attempts"]) == (False, 0)
+
+
+# -- the webhook receiver ----------------------------------------------------------------
+
+WEBHOOK_SECRET = "whsec_faultMatrixSecret0001"
+WEBHOOK_CALLS = [
+    Case("webhook: signing secret", "aws", "GetSecretValue", lambda c, r, s: f"webhook/{c.company_id}"),
+    Case("webhook: find", "aws", "Query", lambda c, r, s: s),
+    Case("webhook: record", "aws", "GetItem", lambda c, r, s: f"SESSION#{s}"),
+    Case("webhook: read the news", "aws", "TransactGetItems", lambda c, r, s: s),
+    Case("webhook: record the news", "aws", "TransactWriteItems", lambda c, r, s: s),
+    Case("webhook: publish the booking event", "aws", "AWSEvents.PutEvents", lambda c, r, s: s),
+    Case(
+        "webhook: settle the outbox", "aws", "UpdateItem", lambda c, r, s: f"(?=.*outbox)(?=.*{re.escape(r)})"
+    ),
+]
+
+
+def expected_delivery(case: Case, fault: str, persistent: bool) -> set[int]:
+    """The faulted delivery's status: 200 when it rode the fault out, else a 5xx (Stripe
+    delivers again) or, for a signing secret the function may not read, a 400."""
+    if not persistent and (fault != "auth failure" or case.name == "webhook: signing secret"):
+        return {200}  # retried; a signing secret that fails to verify is fetched once more
+    if case.name == "webhook: signing secret" and fault == "auth failure":
+        return {400}  # no secret to verify with: the delivery is refused, and Stripe retries it
+    if case.name == "webhook: record the news" and fault in {"timeout after acting", "answer lost"}:
+        return {200, *_FIVE_XX}  # the write was applied; a re-read may see it
+    return _FIVE_XX
+
+
+_FIVE_XX = {502, 503, 504}
+
+
+@pytest.fixture(scope="module")
+def hooked_company(stack: Stack) -> Company:
+    company = onboard()
+    admin("webhook", "put-secret", "--company-id", company.company_id, stdin=WEBHOOK_SECRET)
+    return company
+
+
+@pytest.fixture
+def webhook_module(stack: Stack, fast: Any, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The webhook function, with the fast clients `fast` set up and no secret cache."""
+    module = importlib.import_module("handlers.stripe_webhook")
+    config = dataclasses.replace(Config.from_env(), secret_cache_seconds=0)
+    monkeypatch.setattr(module, "SERVICE", build_webhook_service(config))
+    return module
+
+
+def deliver(module: ModuleType, company: Company, session: dict[str, Any], event_id: str) -> int:
+    payload = json.dumps(
+        {"id": event_id, "object": "event", "type": "checkout.session.completed", "data": {"object": session}}
+    ).encode()
+    header = signature_header(payload, WEBHOOK_SECRET, int(time.time()))
+    path = f"/payment/stripe/v1/webhook/{company.company_id}"
+    answer = module.lambda_handler(
+        rest_event("POST", path, payload, headers={"Stripe-Signature": header}), LocalContext()
+    )
+    body = json.loads(answer["body"])
+    if answer["statusCode"] >= 400:
+        assert body["ResponseStatus"]["ErrorCode"] and body["ResponseStatus"]["Message"]
+    status: int = answer["statusCode"]
+    return status
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["once", "persistent"])
+@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("case", WEBHOOK_CALLS, ids=[c.name for c in WEBHOOK_CALLS])
+def test_webhook_fault(
+    api: Api,
+    stack: Stack,
+    hooked_company: Company,
+    webhook_module: ModuleType,
+    handler_module: ModuleType,
+    case: Case,
+    fault: str,
+    persistent: bool,
+) -> None:
+    company = hooked_company
+    reference = f"hook-{uuid.uuid4().hex[:12]}"
+    created = checkout(api, company, reference)
+    assert created.status == 200, created.text
+    session_id = created.json["SessionId"]
+    session = stack.emulator.complete(session_id, deliver=False)
+    event_id = f"evt_{uuid.uuid4().hex}"
+    fired = inject(
+        stack, case, fault, case.matching(company, reference, session_id), PERSISTENT if persistent else 1
+    )
+
+    status = deliver(webhook_module, company, session, event_id)
+
+    assert fired() >= 1, "the fault never hit its call"
+    assert status in expected_delivery(case, fault, persistent)
+
+    stack.aws.clear_faults()
+    if "timeout" in fault:
+        time.sleep(LATE)
+    assert deliver(webhook_module, company, session, event_id) == 200  # Stripe delivers again
+    assert company.sessions(reference)["payment_state"] == "paid"
+    registry = handler_module.SERVICES.checkout.registry
+    assert registry.owed_events(ReferenceKey(uuid.UUID(company.company_id), reference)) == []
+    published = [
+        e for e in stack.booking_events(company.company_id) if e["detail"]["SessionId"] == session_id
+    ]
+    assert "Checkout Paid" in [e["detail-type"] for e in published]
+    assert_invariant(stack, company, reference)

@@ -4,14 +4,17 @@ Generated with hypothesis and sent through the real handler against moto and the
 emulator. Whatever is sent: no answer is a 5xx; every 4xx carries the contract's error
 body; an answer stays far below Lambda's 6 MB; a refused request wrote nothing to
 DynamoDB and asked Stripe for nothing (no lease, no pending attempt, no session); an
-accepted one leaves its reference satisfying the invariant. Each test asserts how many
-inputs it ran; together at least 1,000 per run (docs/reliability.md).
+accepted one leaves its reference satisfying the invariant. The webhook receiver gets
+hostile deliveries too, signed and not. Each test asserts how many inputs it ran;
+together 1,200 per run (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import base64
+import importlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,14 +24,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from localdev.apigw import rest_event
+from localdev.apigw import LocalContext, rest_event
+from localdev.emulator_webhooks import signature_header
 from localdev.remote_calls import DYNAMODB, CallLog
-from tests.conftest import ROUTE, SITE, Api, Company, Reply, Stack, onboard
+from tests.conftest import BOUND_KEYS, ROUTE, SITE, Api, Company, Reply, Stack, admin, onboard
 from tests.hostile.conftest import assert_invariant
 
 BODY_EXAMPLES = 500
 REQUEST_EXAMPLES = 300
 EVENT_EXAMPLES = 250
+WEBHOOK_EXAMPLES = 150
+WEBHOOK_SECRET = "whsec_hostileInputSecret0001"
 MAX_ANSWER_BYTES = 1024 * 1024
 # Writes to the registry. (An Idempotency-Key's in-progress record is a PutItem that a
 # failing request deletes again, so PutItem and DeleteItem are no sign of state left.)
@@ -156,6 +162,12 @@ def hostile_company(stack: Stack) -> Company:
     return onboard(prefixes=(f"{SITE}/",))
 
 
+def api_keys(company: Company) -> st.SearchStrategy[str | None]:
+    """Mostly the key API Gateway accepted for the company; sometimes none or another."""
+    bound = BOUND_KEYS[company.company_id]
+    return st.sampled_from([bound] * 8 + [None, "another-companys-key"])
+
+
 @pytest.fixture
 def hostile(api: Api, hostile_company: Company, stack: Stack) -> Iterator[Hostile]:
     calls = CallLog()
@@ -264,8 +276,9 @@ def event_for(
     headers: dict[str, str],
     query: list[tuple[str, str]],
     encoding: str,
+    api_key_id: str | None = None,
 ) -> dict[str, Any]:
-    event = rest_event(method, path, None, headers=headers)
+    event = rest_event(method, path, None, headers=headers, api_key_id=api_key_id)
     if body is not None and encoding != "plain":
         raw = {
             "utf-8": lambda b: b.encode("utf-8", "surrogatepass"),
@@ -330,10 +343,11 @@ def test_any_body_is_answered_without_a_5xx_and_a_refusal_leaves_nothing(hostile
         body=bodies(hostile.company),
         encoding=st.sampled_from(["plain"] * 12 + ["utf-8", "utf-16", "latin-1", "not base64"]),
         content_type=content_types,
+        key=api_keys(hostile.company),
     )
-    def property(body: str, encoding: str, content_type: str) -> None:
+    def property(body: str, encoding: str, content_type: str, key: str | None) -> None:
         ran.append(1)
-        check(hostile, event_for("POST", ROUTE, body, {"Content-Type": content_type}, [], encoding))
+        check(hostile, event_for("POST", ROUTE, body, {"Content-Type": content_type}, [], encoding, key))
 
     property()
     assert len(ran) >= BODY_EXAMPLES
@@ -350,6 +364,7 @@ def test_any_method_path_header_and_query_is_answered_without_a_5xx(hostile: Hos
         headers=header_maps,
         content_type=content_types,
         query=query_pairs,
+        key=api_keys(hostile.company),
     )
     def property(
         method: str,
@@ -358,14 +373,48 @@ def test_any_method_path_header_and_query_is_answered_without_a_5xx(hostile: Hos
         headers: dict[str, str],
         content_type: str,
         query: list[tuple[str, str]],
+        key: str | None,
     ) -> None:
         ran.append(1)
-        check(
-            hostile, event_for(method, path, body, {"Content-Type": content_type, **headers}, query, "plain")
-        )
+        event = event_for(method, path, body, {"Content-Type": content_type, **headers}, query, "plain", key)
+        check(hostile, event)
 
     property()
     assert len(ran) >= REQUEST_EXAMPLES
+
+
+def test_any_webhook_delivery_is_answered_without_a_5xx_and_only_a_signed_one_is_read(
+    hostile: Hostile, stack: Stack
+) -> None:
+    module = importlib.import_module("handlers.stripe_webhook")
+    admin("webhook", "put-secret", "--company-id", hostile.company.company_id, stdin=WEBHOOK_SECRET)
+    ran: list[int] = []
+
+    @runs(WEBHOOK_EXAMPLES)
+    @given(
+        body=st.one_of(bodies(hostile.company), st.text(any_char, max_size=80)),
+        signed=st.sampled_from(["signed", "signed", "unsigned", "forged", "stale"]),
+        scope=st.sampled_from([hostile.company.company_id, "connect", str(uuid.uuid4()), "x", ""]),
+        encoding=st.sampled_from(["plain"] * 4 + ["utf-8", "not base64"]),
+    )
+    def property(body: str, signed: str, scope: str, encoding: str) -> None:
+        ran.append(1)
+        payload = body.encode("utf-8", "surrogatepass")
+        secret = WEBHOOK_SECRET if signed != "forged" else "whsec_someoneElse"
+        at = int(time.time()) - (3600 if signed == "stale" else 0)
+        headers = {"Stripe-Signature": signature_header(payload, secret, at)} if signed != "unsigned" else {}
+        event = event_for("POST", f"/payment/stripe/v1/webhook/{scope}", body, headers, [], encoding)
+        mark = hostile.calls.mark()
+        answer = module.lambda_handler(event, LocalContext())
+        assert answer["statusCode"] < 500, answer
+        if answer["statusCode"] >= 400:
+            status = json.loads(answer["body"])["ResponseStatus"]
+            assert status["ErrorCode"] and status["Message"]
+            writes = [c.operation for c in hostile.calls.since(mark) if c.operation in WRITES]
+            assert writes == [], f"a refused delivery wrote {writes}"
+
+    property()
+    assert len(ran) >= WEBHOOK_EXAMPLES
 
 
 def test_any_shape_of_event_is_answered_without_a_5xx(hostile: Hostile) -> None:
@@ -395,7 +444,8 @@ def test_any_shape_of_event_is_answered_without_a_5xx(hostile: Hostile) -> None:
     )
     def property(changes: list[tuple[str, Any]], body: str) -> None:
         ran.append(1)
-        event = event_for("POST", ROUTE, body, {"Content-Type": "application/json"}, [], "plain")
+        bound = BOUND_KEYS[hostile.company.company_id]
+        event = event_for("POST", ROUTE, body, {"Content-Type": "application/json"}, [], "plain", bound)
         for key, value in changes:
             if value is KeyError:
                 event.pop(key, None)
