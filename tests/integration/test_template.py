@@ -28,11 +28,31 @@ def test_both_tables_use_the_key_layout_the_code_uses() -> None:
         assert definition["BillingMode"] == "PAY_PER_REQUEST"
 
 
-def test_the_session_registry_has_the_session_id_index() -> None:
-    [index] = table_definitions()["SESSIONS_TABLE_NAME"]["GlobalSecondaryIndexes"]
+def _indexes() -> dict[str, dict[str, object]]:
+    indexes = table_definitions()["SESSIONS_TABLE_NAME"]["GlobalSecondaryIndexes"]
+    return {index["IndexName"]: index for index in indexes}
 
-    assert index["IndexName"] == layout.SESSION_ID_INDEX
-    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [(layout.SESSION_ID, "HASH")]
+
+def test_the_session_registry_has_the_session_id_index() -> None:
+    index = _indexes()[layout.SESSION_ID_INDEX]
+
+    assert _keys(index) == [(layout.SESSION_ID, "HASH")]
+
+
+def test_the_session_registry_has_the_reconcilers_sparse_due_index() -> None:
+    index = _indexes()[layout.DUE_INDEX]
+    attributes = {
+        a["AttributeName"]: a["AttributeType"]
+        for a in table_definitions()["SESSIONS_TABLE_NAME"]["AttributeDefinitions"]
+    }
+
+    assert _keys(index) == [(layout.DUE_SHARD, "HASH"), (layout.DUE_AT, "RANGE")]
+    assert (attributes[layout.DUE_SHARD], attributes[layout.DUE_AT]) == ("S", "N")
+    # What a pass reads without touching the table: which reference, which session, its account.
+    assert index["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["company_id", "reference", "session_id", "stripe_account", "state"],
+    }
 
 
 def test_tables_keep_their_data() -> None:
