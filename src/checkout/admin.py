@@ -1,4 +1,4 @@
-"""`checkout-admin`: onboard companies, catalogue articles, inspect the session registry.
+"""`checkout-admin`: onboard companies, catalogue articles, inspect and reconcile the session registry.
 
 Uses the function's own configuration variables (table names, secret name prefix, AWS
 endpoint), so it works against a deployed stage and against the local API alike. The
@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from checkout.aws_clients import dynamodb_client, secretsmanager_client
 from checkout.company_store import ArticleItem, SettingsItem, put_article, put_settings
+from checkout.composition import build_reconciler
 from checkout.config import Config
 from checkout.domain import ArticleKey, ReferenceKey
 from checkout.errors import CheckoutError, ConfigurationError, UsageError
@@ -105,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
         help="read the company's Stripe secret key from standard input and store it in Secrets Manager",
     )
     put.add_argument("--disabled", action="store_true", help="store the settings with Checkout switched off")
+    put.add_argument(
+        "--refund-duplicate-payments",
+        action="store_true",
+        help="refund in full a second payment of an already paid reference (the reconciler does it)",
+    )
 
     article = commands.add_parser("article", help="catalogue articles").add_subparsers(
         dest="action", required=True
@@ -127,6 +133,16 @@ def _parser() -> argparse.ArgumentParser:
     sessions = commands.add_parser("sessions", help="what the registry holds for a reference")
     sessions.add_argument("--company-id", type=_guid, required=True)
     sessions.add_argument("--reference", required=True, help="the InternalReferenceId")
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="run a reconciler pass now and print what it repaired",
+        description="The scheduled reconciler's pass, by hand: what is due (older than "
+        "RECONCILE_GRACE_MINUTES), then undelivered webhook events. With --reference, that "
+        "one reference at once, due or not.",
+    )
+    reconcile.add_argument("--company-id", type=_guid, help="only this company's records")
+    reconcile.add_argument("--reference", help="only this InternalReferenceId (needs --company-id)")
     return parser
 
 
@@ -160,6 +176,7 @@ def company_put(args: argparse.Namespace, config: Config, stdin: Any) -> dict[st
         allowed_url_prefixes=list(args.allowed_url_prefix),
         default_confirmation_url=args.confirmation_url,
         default_cancel_url=args.cancel_url,
+        refund_duplicate_payments=args.refund_duplicate_payments,
     )
     put_settings(dynamodb_client(), config.companies_table, args.company_id, settings)
     return {
@@ -213,8 +230,21 @@ def sessions_show(args: argparse.Namespace, config: Config) -> dict[str, Any]:
     }
 
 
+def reconcile(args: argparse.Namespace, config: Config) -> dict[str, Any]:
+    """One reconciler pass (or one reference), as the scheduled function runs it."""
+    if args.reference is not None and args.company_id is None:
+        raise UsageError("--reference needs --company-id")
+    reconciler = build_reconciler(config)
+    if args.reference is not None:
+        report = reconciler.reconcile_reference(ReferenceKey(args.company_id, args.reference))
+    else:
+        report = reconciler.run(company_id=args.company_id)
+    return report.to_dict()
+
+
 def main(argv: Sequence[str] | None = None, stdin: Any = None) -> int:
-    """Run one command; print its result as JSON. Exit 0 on success, 1 on AWS failure, 2 on bad input."""
+    """Run one command; print its result as JSON. Exit 0 on success, 1 on AWS failure (or a
+    reconcile that failed on something), 2 on bad input."""
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -225,6 +255,8 @@ def main(argv: Sequence[str] | None = None, stdin: Any = None) -> int:
             result = article_put(args, config)
         elif args.command == "webhook":
             result = webhook_command(args, config, stdin or sys.stdin)
+        elif args.command == "reconcile":
+            result = reconcile(args, config)
         else:
             result = sessions_show(args, config)
     except (UsageError, ConfigurationError) as exc:
@@ -235,4 +267,4 @@ def main(argv: Sequence[str] | None = None, stdin: Any = None) -> int:
     except stripe.StripeError as exc:
         parser.exit(1, f"checkout-admin: Stripe refused: {exc.user_message or type(exc).__name__}\n")
     print(json.dumps(result, indent=2, default=str))
-    return 0
+    return 1 if result.get("failed") else 0

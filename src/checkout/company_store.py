@@ -36,6 +36,7 @@ class SettingsItem(BaseModel):
     allowed_url_prefixes: list[str] = Field(default_factory=list)
     default_confirmation_url: str | None = None
     default_cancel_url: str | None = None
+    refund_duplicate_payments: bool = False
 
     def to_domain(self, company_id: uuid.UUID) -> CompanySettings:
         """The settings as the use case sees them."""
@@ -47,6 +48,7 @@ class SettingsItem(BaseModel):
             allowed_url_prefixes=tuple(self.allowed_url_prefixes),
             default_confirmation_url=self.default_confirmation_url,
             default_cancel_url=self.default_cancel_url,
+            refund_duplicate_payments=self.refund_duplicate_payments,
         )
 
 

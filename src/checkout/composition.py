@@ -14,12 +14,13 @@ from checkout.booking_events import EventBridgePublisher, OutboxRelay
 from checkout.checkout_status import CheckoutStatusService
 from checkout.company_store import DynamoCompanyDirectory
 from checkout.config import Config
+from checkout.reconciler import Reconciler
 from checkout.secrets_store import SecretCache
 from checkout.service import CheckoutService
 from checkout.session_registry import DynamoSessionRegistry
 from checkout.stripe_gateway import StripeGateway
 from checkout.stripe_keys import SecretsManagerKeys
-from checkout.stripe_webhooks import StripeWebhookService
+from checkout.stripe_webhooks import StripeWebhookService, WebhookEndpoints
 
 # Calls one request makes at once: the create, the priors' expiries, the key fetch.
 _WORKERS = 16
@@ -73,4 +74,25 @@ def build_webhook_service(config: Config) -> StripeWebhookService:
         registry,
         relay,
         tolerance_seconds=config.webhook_tolerance_seconds,
+    )
+
+
+def build_reconciler(config: Config) -> Reconciler:
+    """The reconciler wired to DynamoDB, Secrets Manager, Stripe and EventBridge.
+
+    It uses the same adapters as the checkout function: the same leases (so
+    `CHECKOUT_LEASE_SECONDS` must be the same), the same keys, the same gateway.
+    """
+    registry, relay = _registry_and_relay(config)
+    secrets = _secrets(config)
+    directory = DynamoCompanyDirectory(
+        dynamodb_client(), config.companies_table, config.settings_cache_seconds
+    )
+    return Reconciler(
+        directory,
+        StripeGateway(config, SecretsManagerKeys(secrets)),
+        registry,
+        relay,
+        WebhookEndpoints(secrets, config.secret_name_prefix),
+        grace_minutes=config.reconcile_grace_minutes,
     )
