@@ -63,6 +63,9 @@ class FakeStripe:
     valid_keys: set[str] = field(default_factory=lambda: {"sk_test_current"})
     fail_create: list[Exception] = field(default_factory=list)
     fail_expire: list[Exception] = field(default_factory=list)
+    fail_retrieve: dict[str, Exception] = field(default_factory=dict)  # by session id, every time
+    refunds: list[tuple[str, str, str | None]] = field(default_factory=list)  # (pi, idempotency key, account)
+    undelivered: list[dict[str, Any]] = field(default_factory=list)  # events, newest first
     on_create: Callable[[], None] | None = None
     calls: list[str] = field(default_factory=list)
     key_fetches: int = 0
@@ -107,7 +110,22 @@ class FakeStripe:
 
     def retrieve_session(self, merchant: Merchant, session_id: str) -> CheckoutSession:
         self._with_key(merchant)
+        self.calls.append(f"retrieve {session_id}")
+        if session_id in self.fail_retrieve:
+            raise self.fail_retrieve[session_id]
         return self.sessions[session_id]
+
+    def refund_payment(self, merchant: Merchant, payment_intent_id: str, idempotency_key: str) -> Refund:
+        self._with_key(merchant)
+        with self.lock:
+            self.calls.append(f"refund {payment_intent_id}")
+            if not any(pi == payment_intent_id for pi, _, _ in self.refunds):  # Stripe's own record first
+                self.refunds.append((payment_intent_id, idempotency_key, merchant.stripe_account))
+            return Refund(f"re_{payment_intent_id}", 45000, "sek", "succeeded")
+
+    def undelivered_session_events(self, merchant: Merchant, since: int) -> list[dict[str, Any]]:
+        self._with_key(merchant)
+        return list(self.undelivered)
 
     def expire_session(self, merchant: Merchant, session_id: str) -> CheckoutSession:
         self._with_key(merchant)
@@ -121,9 +139,14 @@ class FakeStripe:
                 self.sessions[session_id] = session
             return session
 
-    def pay(self, session_id: str, payment_status: str = "paid") -> CheckoutSession:
+    def pay(self, session_id: str, payment_status: str = "paid", *, failed: bool = False) -> CheckoutSession:
+        """The payer pays (`unpaid`: by a delayed method; `failed`: which then failed)."""
         session = replace(
-            self.sessions[session_id], status=SessionStatus.COMPLETE, payment_status=payment_status
+            self.sessions[session_id],
+            status=SessionStatus.COMPLETE,
+            payment_status=payment_status,
+            payment_intent_id=f"pi_{session_id}",
+            payment_failed=failed,
         )
         self.sessions[session_id] = session
         return session

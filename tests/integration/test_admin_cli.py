@@ -9,7 +9,7 @@ import uuid
 import boto3
 import pytest
 
-from tests.conftest import STRIPE_KEY, Stack, admin
+from tests.conftest import STRIPE_KEY, Api, Stack, admin, onboard
 
 CLI = [sys.executable, "-c", "import sys; from checkout.admin import main; sys.exit(main())"]
 
@@ -20,7 +20,7 @@ def run(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["company"], ["company", "put"], ["article"], ["article", "put"], ["sessions"]],
+    [[], ["company"], ["company", "put"], ["article"], ["article", "put"], ["sessions"], ["reconcile"]],
 )
 def test_every_command_has_help(command: list[str], stack: Stack) -> None:
     result = run(*command, "--help")
@@ -70,6 +70,7 @@ def test_the_key_is_never_taken_from_the_command_line(stack: Stack) -> None:
           "--unit-amount", "9.95", "--currency", "SEK"], "", "minor units"),
         (["article", "put", "--company-id", "{id}", "--article-type-id", "1", "--article-id", "1", "--name", "A",
           "--unit-amount", "995", "--currency", "KRONOR"], "", "currency"),
+        (["reconcile", "--reference", "booking-1"], "", "--reference needs --company-id"),
     ],
 )  # fmt: skip
 def test_bad_input_is_a_clear_error_and_exit_2(
@@ -96,3 +97,26 @@ def test_article_put_and_sessions_show_the_registry(stack: Stack) -> None:
 
     assert stored["currency"] == "sek" and stored["unit_amount"] == 120000 and stored["active"] is True
     assert empty["sessions"] == [] and empty["current_session_id"] is None
+
+
+def test_reconcile_repairs_a_lost_webhook_and_prints_what_it_did(
+    stack: Stack, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECONCILE_GRACE_MINUTES", "0")
+    company = onboard(extra=("--refund-duplicate-payments",))
+    session_id = api.post(company.request("booking-cli-rc")).json["SessionId"]
+    stack.emulator.complete(session_id, deliver=False)
+
+    report = admin("reconcile", "--company-id", company.company_id)
+    again = admin("reconcile", "--company-id", company.company_id, "--reference", "booking-cli-rc")
+
+    assert (report["repaired"], report["failed"], report["more_remains"]) == (2, 0, False)
+    assert report["repairs"][0] == {
+        "company_id": company.company_id,
+        "reference": "booking-cli-rc",
+        "what": "recorded it paid",
+        "session_id": session_id,
+    }
+    assert (again["repaired"], again["references_checked"]) == (0, 1)
+    shown = company.sessions("booking-cli-rc")
+    assert shown["payment_state"] == "paid" and shown["sessions"][0]["refund_id"] is None
