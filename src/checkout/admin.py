@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -27,6 +29,7 @@ from checkout.composition import build_reconciler
 from checkout.config import Config
 from checkout.domain import ArticleKey, ReferenceKey
 from checkout.errors import CheckoutError, ConfigurationError, UsageError
+from checkout.observability import logger
 from checkout.session_registry import DynamoSessionRegistry
 from checkout.url_policy import is_allowed, url_problem
 from checkout.webhook_admin import add_webhook_commands, webhook_command
@@ -230,6 +233,21 @@ def sessions_show(args: argparse.Namespace, config: Config) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _logging_to_stderr() -> Iterator[None]:
+    """The JSON printed at the end is the command's output; the log of the work it does
+    (the reconciler's repairs, one line each) goes to standard error meanwhile."""
+    handler = logger.registered_handler
+    if not isinstance(handler, logging.StreamHandler):
+        yield
+        return
+    previous, handler.stream = handler.stream, sys.stderr
+    try:
+        yield
+    finally:
+        handler.stream = previous
+
+
 def reconcile(args: argparse.Namespace, config: Config) -> dict[str, Any]:
     """One reconciler pass (or one reference), as the scheduled function runs it."""
     if args.reference is not None and args.company_id is None:
@@ -256,7 +274,8 @@ def main(argv: Sequence[str] | None = None, stdin: Any = None) -> int:
         elif args.command == "webhook":
             result = webhook_command(args, config, stdin or sys.stdin)
         elif args.command == "reconcile":
-            result = reconcile(args, config)
+            with _logging_to_stderr():
+                result = reconcile(args, config)
         else:
             result = sessions_show(args, config)
     except (UsageError, ConfigurationError) as exc:

@@ -307,6 +307,7 @@ class Reconciler:
     ) -> bool:
         """Finish the reference's pending attempts under its lease; False when it is held."""
         news: list[CheckoutSession] = []
+        done: list[tuple[str, str | None]] = []  # reported once committed
         failure: UpstreamFailure | None = None
         try:
             with self._registry.reference(key) as ref:
@@ -323,13 +324,15 @@ class Reconciler:
                         keep.append(attempt)
                     elif replayed.created is not None:
                         writes.append(recovered_write(replayed, still_open, news))
-                        report.add(key, "recorded a session a dead request created", replayed.created.id)
+                        done.append(("recorded a session a dead request created", replayed.created.id))
                     else:
-                        report.add(key, "dropped an attempt that created nothing")
+                        done.append(("dropped an attempt that created nothing", None))
                 ref.commit(writes, current_session_id=None, open_sessions=still_open, keep_attempts=keep)
         except (CheckoutInProgress, LeaseLost):
             report.skipped += 1  # a live checkout holds it, and replays the attempts itself
             return False
+        for what, session_id in done:
+            report.add(key, what, session_id)
         for session in news:
             self._registry.apply_news(key, session)
         if failure is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -120,3 +121,11 @@ def test_reconcile_repairs_a_lost_webhook_and_prints_what_it_did(
     assert (again["repaired"], again["references_checked"]) == (0, 1)
     shown = company.sessions("booking-cli-rc")
     assert shown["payment_state"] == "paid" and shown["sessions"][0]["refund_id"] is None
+
+
+def test_reconcile_prints_only_its_report_on_stdout(stack: Stack) -> None:
+    result = run("reconcile", "--company-id", str(uuid.uuid4()))
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["repaired"] == 0
+    assert "Reconcile pass done" in result.stderr
