@@ -8,19 +8,22 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from checkout.aws_clients import dynamodb_client, events_client, secretsmanager_client
 from checkout.booking_events import EventBridgePublisher, OutboxRelay
 from checkout.checkout_status import CheckoutStatusService
 from checkout.company_store import DynamoCompanyDirectory
 from checkout.config import Config
-from checkout.reconciler import Reconciler
 from checkout.secrets_store import SecretCache
 from checkout.service import CheckoutService
 from checkout.session_registry import DynamoSessionRegistry
 from checkout.stripe_gateway import StripeGateway
 from checkout.stripe_keys import SecretsManagerKeys
 from checkout.stripe_webhooks import StripeWebhookService, WebhookEndpoints
+
+if TYPE_CHECKING:
+    from checkout.reconciler import Reconciler
 
 # Calls one request makes at once: the create, the priors' expiries, the key fetch.
 _WORKERS = 16
@@ -83,6 +86,8 @@ def build_reconciler(config: Config) -> Reconciler:
     It uses the same adapters as the checkout function: the same leases (so
     `CHECKOUT_LEASE_SECONDS` must be the same), the same keys, the same gateway.
     """
+    from checkout.reconciler import Reconciler  # the API functions never load it
+
     registry, relay = _registry_and_relay(config)
     secrets = _secrets(config)
     directory = DynamoCompanyDirectory(

@@ -249,7 +249,7 @@ class DynamoSessionRegistry:
                     "SET lease_owner = :owner, lease_expires_at_ms = :expires, company_id = :company, "
                     "#reference = :reference, updated_at_ms = :now, "
                     "attempts = list_append(if_not_exists(attempts, :none), :attempt), "
-                    "due_shard = :shard, due_at_ms = :expires ADD version :one"
+                    f"{layout.DUE_SHARD} = :shard, {layout.DUE_AT} = :expires ADD version :one"
                 ),
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#reference": "reference"},
@@ -308,8 +308,8 @@ class DynamoSessionRegistry:
         keeps attempts (for the reconciler to finish), gone once none are left."""
         if keep_attempts:
             shard = layout.due_shard(layout.reference_pk(key))
-            return ["due_shard = :shard", "due_at_ms = :now"], [], {":shard": shard}
-        return [], ["due_shard", "due_at_ms"], {}
+            return [f"{layout.DUE_SHARD} = :shard", f"{layout.DUE_AT} = :now"], [], {":shard": shard}
+        return [], [layout.DUE_SHARD, layout.DUE_AT], {}
 
     def _commit(
         self,
