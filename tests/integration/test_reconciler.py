@@ -121,9 +121,8 @@ def test_a_delayed_payment_that_failed_unheard_makes_the_reference_payable_again
     assert due_records(company) == [session_id]  # still settling: looked at again later
 
     stack.emulator.settle(session_id, succeeded=False, deliver=False)
-    registry = reconciler._registry
-    registry.look_again(ReferenceKey(uuid.UUID(company.company_id), "booking-rc-sepa"), session_id, 0)
-    report = run(reconciler, company)
+    # Asked by name, as an operator would, rather than waiting for its next look.
+    report = reconciler.reconcile_reference(ReferenceKey(uuid.UUID(company.company_id), "booking-rc-sepa"))
 
     assert ("recorded it failed", session_id) in repairs(report)
     assert company.sessions("booking-rc-sepa")["payment_state"] == "payable"
