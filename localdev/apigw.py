@@ -45,8 +45,13 @@ def rest_event(
     query: str | Mapping[str, str] = "",
     source_ip: str = "127.0.0.1",
     resource: str | None = None,
+    api_key_id: str | None = None,
 ) -> dict[str, Any]:
-    """A REST API (v1) proxy integration event for one request."""
+    """A REST API (v1) proxy integration event for one request.
+
+    `api_key_id` is the id of the API key API Gateway accepted for the request; None
+    for a request that did not come through a key-checking gateway (`sam local invoke`).
+    """
     headers = dict(headers or {})
     pairs = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else list(query.items())
     single: dict[str, str] = {}
@@ -64,6 +69,9 @@ def rest_event(
     else:
         text = body
     request_id = str(uuid.uuid4())
+    identity = {"sourceIp": source_ip, "userAgent": headers.get("User-Agent", headers.get("user-agent"))}
+    if api_key_id is not None:
+        identity["apiKeyId"] = api_key_id
     return {
         "resource": resource or path,
         "path": path,
@@ -84,10 +92,7 @@ def rest_event(
             "protocol": "HTTP/1.1",
             "accountId": "123456789012",
             "apiId": "local",
-            "identity": {
-                "sourceIp": source_ip,
-                "userAgent": headers.get("User-Agent", headers.get("user-agent")),
-            },
+            "identity": identity,
         },
         "body": text,
         "isBase64Encoded": encoded,

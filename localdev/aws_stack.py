@@ -1,4 +1,5 @@
-"""Local stand-ins for DynamoDB and Secrets Manager: moto's server, tables from template.yaml.
+"""Local stand-ins for DynamoDB, Secrets Manager and API Gateway's keys: moto's server,
+tables from template.yaml.
 
 The tables are created from the `AWS::DynamoDB::Table` resources of `template.yaml`,
 matched to the configuration variables that name them in the function's environment
@@ -10,9 +11,9 @@ conditional writes racing on one item can both pass their condition, which real
 DynamoDB never allows. This server serialises requests through one lock, so
 conditional writes are atomic as they are in DynamoDB.
 
-For the benchmark it can also add a fixed latency to every call (slept before taking
-the lock, so concurrent calls overlap as they do against real DynamoDB) and record each
-call in a `CallLog`.
+For the benchmark it can also give every call a latency (at least that long per call,
+slept after the lock is released, so concurrent calls overlap as they do against real
+DynamoDB) and record each call in a `CallLog`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import yaml
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from localdev.remote_calls import DYNAMODB, SECRETS_MANAGER, CallLog
+from localdev.remote_calls import DYNAMODB, SECRETS_MANAGER, CallLog, hold_until
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 FUNCTION = "CheckoutFunction"
@@ -94,6 +95,22 @@ def create_tables(table_names: dict[str, str], endpoint_url: str | None = None) 
         client.create_table(TableName=table_names[variable], **definition)
 
 
+def create_usage_plan(endpoint_url: str | None = None, name: str = "stripe-checkout-dev") -> str:
+    """A usage plan standing in for the template's, for `checkout-admin apikey create`."""
+    client = boto3.client("apigateway", region_name=REGION, endpoint_url=endpoint_url)
+    return client.create_usage_plan(name=name, throttle={"rateLimit": 20.0, "burstLimit": 40})["id"]
+
+
+def api_key_id(value: str, endpoint_url: str | None = None) -> str | None:
+    """The id of the enabled API key whose value is `value`, as API Gateway resolves `x-api-key`."""
+    client = boto3.client("apigateway", region_name=REGION, endpoint_url=endpoint_url)
+    for page in client.get_paginator("get_api_keys").paginate(includeValues=True):
+        for key in page.get("items", []):
+            if key.get("value") == value and key.get("enabled"):
+                return key.get("id")
+    return None
+
+
 def create_event_bus(name: str, endpoint_url: str | None = None) -> None:
     """The EventBridge bus booking events go to, as the template creates it."""
     boto3.client("events", region_name=REGION, endpoint_url=endpoint_url).create_event_bus(Name=name)
@@ -136,10 +153,11 @@ def _operation(environ: dict[str, Any]) -> tuple[str, str]:
 
 
 class LocalAws:
-    """moto's DynamoDB and Secrets Manager over HTTP on 127.0.0.1, one request at a time.
+    """moto's DynamoDB, Secrets Manager and API Gateway over HTTP on 127.0.0.1, one request at a time.
 
-    `latency` (seconds, may be changed while serving) is added to every call, outside
-    the lock; `calls` records every call answered.
+    Every call takes at least `latency` seconds (may be changed while serving; moto's
+    own work counts toward it, the rest is slept outside the lock); `calls` records
+    every call answered.
     """
 
     def __init__(self, *, latency: float = 0.0, calls: CallLog | None = None) -> None:
@@ -156,10 +174,9 @@ class LocalAws:
 
         def serialised(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
             started = time.perf_counter()
-            if self.latency:
-                time.sleep(self.latency)
             with lock:
                 body = list(app(environ, start_response))
+            hold_until(started, self.latency)
             if self.calls is not None:
                 self.calls.record(*_operation(environ), started, time.perf_counter())
             return body

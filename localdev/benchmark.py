@@ -1,7 +1,7 @@
 """`./dev bench`: this service against a straightforward reference handler, in one run.
 
-The servers (moto, the Stripe emulator) run in this process and add a fixed latency to
-every call they answer; each handler runs in a fresh worker process of its own
+The servers (moto, the Stripe emulator) run in this process and make every call they
+answer take at least a fixed latency; each handler runs in a fresh worker process of its own
 (`localdev.bench_worker`), so its CPU time, memory and cold start are its own. Requests
 alternate between the two handlers, so a noisy neighbour hurts both alike. Per scenario
 it prints latency, CPU per request and the round trips on the critical path, with the
@@ -19,6 +19,7 @@ which is written in the tables' key layout.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import statistics
@@ -38,7 +39,7 @@ import boto3
 import stripe
 
 from localdev.apigw import rest_event
-from localdev.aws_stack import LocalAws, aws_environment, create_tables
+from localdev.aws_stack import LocalAws, api_key_id, aws_environment, create_tables, create_usage_plan
 from localdev.local_api import DEMO_COMPANY_ID, onboard_demo_company, sample_request
 from localdev.remote_calls import DYNAMODB, SECRETS_MANAGER, STRIPE, CallLog, by_service, critical_path
 from localdev.stripe_emulator import StripeEmulator
@@ -81,6 +82,7 @@ class Sample:
 
     ms: float
     cpu_ms: float
+    chain_ms: float  # time at the servers along the critical path
     chain: Counter[str]
     calls: Counter[str]
 
@@ -100,7 +102,7 @@ class Figures:
 class Worker:
     """A handler in a fresh process (`localdev.bench_worker`)."""
 
-    def __init__(self, module: str, env: dict[str, str]) -> None:
+    def __init__(self, module: str, env: dict[str, str], key_id: str) -> None:
         self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "localdev.bench_worker", module],
@@ -112,12 +114,19 @@ class Worker:
             text=True,
         )
         self.module = module
+        self.key_id = key_id
         self.peak_rss_kib = 0
 
     def call(self, body: dict[str, Any]) -> dict[str, Any]:
         """Send one checkout request and return the worker's answer; it must be a 200."""
         assert self.process.stdin is not None and self.process.stdout is not None
-        event = rest_event("POST", ROUTE, json.dumps(body), headers={"Content-Type": "application/json"})
+        event = rest_event(
+            "POST",
+            ROUTE,
+            json.dumps(body),
+            headers={"Content-Type": "application/json"},
+            api_key_id=self.key_id,  # the demo company's, as API Gateway would pass it
+        )
         self.process.stdin.write(json.dumps(event) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
@@ -143,13 +152,22 @@ class Bench:
 
     def __init__(self, stripe_latency: float, aws_latency: float) -> None:
         self.stripe_latency, self.aws_latency = stripe_latency, aws_latency
+        # Both handlers import from bytecode, as a deployment package built with compiled
+        # .pyc files does; where PYTHONDONTWRITEBYTECODE is set (as on these machines) every
+        # cold import would otherwise compile the sources, which favours one-file handlers.
+        for folder in ("src", "benchmarks"):
+            compileall.compile_dir(ROOT / folder, quiet=1)
         self.calls = CallLog()
         self.aws = LocalAws(calls=self.calls).start()
         self.emulator = StripeEmulator(calls=self.calls).start()
         os.environ.update({**aws_environment(self.aws.url), **TABLES, "STRIPE_API_BASE": self.emulator.url})
         create_tables(TABLES, self.aws.url)
-        onboard_demo_company(SITE, STRIPE_KEY)
+        os.environ["USAGE_PLAN_ID"] = create_usage_plan(self.aws.url)
+        key_id = api_key_id(onboard_demo_company(SITE, STRIPE_KEY), self.aws.url)
+        assert key_id is not None
+        self.key_id = key_id
         self.env = {**os.environ, **WORKER_ENVIRONMENT}
+        self.sessions = boto3.resource("dynamodb").Table(TABLES["SESSIONS_TABLE_NAME"])
 
     def stop(self) -> None:
         """Stop the servers."""
@@ -174,7 +192,7 @@ class Bench:
         """A fresh worker, timed from its start to its first answer (a first checkout)."""
         with self.latency():
             started = time.perf_counter()
-            worker = Worker(HANDLERS[name], self.env)
+            worker = Worker(HANDLERS[name], self.env, self.key_id)
             answer = worker.call(self.request(f"bench-cold-{name}-{uuid.uuid4().hex[:12]}"))
             figures.first_response_ms.append((time.perf_counter() - started) * 1000)
         figures.import_ms.append(answer["import_ms"])
@@ -200,7 +218,6 @@ class Bench:
         if not count:
             return []
         client = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": self.emulator.url})
-        table = boto3.resource("dynamodb").Table(TABLES["SESSIONS_TABLE_NAME"])
         price = {"currency": "sek", "unit_amount": 45000, "product_data": {"name": "Haircut 45 min"}}
         params: Any = {"mode": "payment", "client_reference_id": reference, "success_url": f"{SITE}/demo/ok",
                        "line_items": [{"quantity": 1, "price_data": price}]}  # fmt: skip
@@ -215,11 +232,11 @@ class Bench:
                                       "ui_mode": "hosted",
                                       "amount_total": 45000, "currency": "sek", "livemode": False,
                                       "created_at_ms": int(now * 1000), "updated_at": int(now)}  # fmt: skip
-            table.put_item(Item=head | record)
+            self.sessions.put_item(Item=head | record)
             ids.append(session.id)
         # The registry keeps the open sessions on the reference's head item.
         open_sessions: dict[str, Any] = {sid: {} for sid in ids}
-        table.put_item(
+        self.sessions.put_item(
             Item=head
             | {"sk": "HEAD", "current_session_id": ids[-1], "open_sessions": open_sessions, "version": 1}
         )
@@ -231,7 +248,26 @@ class Bench:
             mark = self.calls.mark()
             answer = worker.call(self.request(reference))
             calls = self.calls.since(mark)
-        return Sample(answer["ms"], answer["cpu_ms"], by_service(critical_path(calls)), by_service(calls))
+        chain = critical_path(calls)
+        chain_ms = sum(call.duration for call in chain) * 1000
+        return Sample(answer["ms"], answer["cpu_ms"], chain_ms, by_service(chain), by_service(calls))
+
+    def empty_sessions_table(self) -> None:
+        """Delete every item of the sessions table, whatever its key layout.
+
+        moto copies a whole table for every TransactWriteItems (to roll back), so its
+        cost would grow with the items earlier requests left behind; DynamoDB's does not.
+        """
+        names = {f"#k{i}": key["AttributeName"] for i, key in enumerate(self.sessions.key_schema)}
+        scan: dict[str, Any] = {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
+        with self.sessions.batch_writer() as batch:
+            while True:
+                page = self.sessions.scan(**scan)
+                for item in page["Items"]:
+                    batch.delete_item(Key={name: item[name] for name in names.values()})
+                if "LastEvaluatedKey" not in page:
+                    break
+                scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def still_open(self, session_ids: list[str]) -> int:
         """How many of the sessions are open at the emulator."""
@@ -255,6 +291,7 @@ def run(bench: Bench, requests: int, cold_runs: int) -> dict[str, Figures]:
         for scenario in SCENARIOS:
             reference, _ = bench.prepare(worker, name, scenario)
             worker.call(bench.request(reference))
+    bench.empty_sessions_table()
     for scenario in SCENARIOS:
         for repetition in range(requests):
             for name in order if repetition % 2 == 0 else order[::-1]:
@@ -263,6 +300,7 @@ def run(bench: Bench, requests: int, cold_runs: int) -> dict[str, Figures]:
                 figures[name].samples.setdefault(scenario.title, []).append(sample)
                 if bench.still_open(crafted):
                     figures[name].warnings[f"{name} left crafted open sessions open ({scenario.title})"] += 1
+                bench.empty_sessions_table()
     for name, worker in workers.items():
         figures[name].peak_rss_kib = worker.peak_rss_kib
         worker.close()
@@ -304,6 +342,8 @@ def _scenario_rows(scenario: Scenario, ours: list[Sample], theirs: list[Sample])
                 percentile([s.ms for s in theirs], 0.5), p50_target),
         _figure("p95 latency (ms)", percentile([s.ms for s in ours], 0.95),
                 percentile([s.ms for s in theirs], 0.95)),
+        _figure("critical path at the servers, p50 (ms)", percentile([s.chain_ms for s in ours], 0.5),
+                percentile([s.chain_ms for s in theirs], 0.5)),
         _figure("CPU per request, mean (ms)", statistics.fmean(s.cpu_ms for s in ours),
                 statistics.fmean(s.cpu_ms for s in theirs)),
     ]  # fmt: skip
@@ -324,7 +364,7 @@ def report(figures: dict[str, Figures], args: argparse.Namespace) -> str:
     lines = [
         "./dev bench: the service (handlers.checkout_api) against a straightforward reference",
         "handler (benchmarks/reference_handler.py), in one run. Method: docs/benchmark.md.",
-        f"- latency added by the servers to every call: Stripe {args.stripe_latency_ms:g} ms, "
+        f"- latency injected by the servers, at least per call: Stripe {args.stripe_latency_ms:g} ms, "
         f"DynamoDB and Secrets Manager {args.dynamodb_latency_ms:g} ms",
         f"- {args.requests} requests per scenario and handler, each for a fresh reference, the two",
         "  handlers alternating, each in a fresh worker process of its own; nothing is asserted",

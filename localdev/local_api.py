@@ -5,10 +5,13 @@ Needs no Docker, no AWS account and no Stripe account. One command starts:
 - moto's DynamoDB and Secrets Manager (tables created from template.yaml),
 - the Stripe Checkout emulator, unless `STRIPE_SECRET_KEY` holds a Stripe *test* key,
   in which case the function talks to real Stripe test mode,
-- a demo company with catalogued articles, onboarded through `checkout-admin`,
+- a demo company with catalogued articles and an API key bound to it, onboarded through
+  `checkout-admin` (the key in a usage plan of moto's API Gateway, as on a stage),
 - an HTTP server that turns each request into the API Gateway REST proxy event the
   deployed function receives, and calls the real handler with it; beside the API it
   serves Swagger UI, the OpenAPI document and the demo booking frontend (`pages`).
+  Like API Gateway, it refuses an unknown `x-api-key` and hands the function the id of
+  a known one.
 
 It prints a ready-to-paste `curl`, and Ctrl-C stops everything it started. A port that
 is taken ends it with one line naming the port and the option that changes it.
@@ -34,7 +37,15 @@ from urllib.parse import urlsplit
 
 from checkout.contract import EXAMPLE_COMPANY_ID
 from localdev.apigw import LocalContext, response_body, response_headers, rest_event
-from localdev.aws_stack import LocalAws, aws_environment, capture_bus, create_event_bus, create_tables
+from localdev.aws_stack import (
+    LocalAws,
+    api_key_id,
+    aws_environment,
+    capture_bus,
+    create_event_bus,
+    create_tables,
+    create_usage_plan,
+)
 from localdev.openapi import openapi_document
 from localdev.pages import STRIPE_JS_URL, DemoArticle, DemoConfig, Pages
 from localdev.stripe_emulator import StripeEmulator
@@ -49,8 +60,16 @@ DEMO_ARTICLES = [
 ]
 WEBHOOK_ROUTE = "/payment/stripe/v1/webhook/"
 EVENTS_QUEUE = "local-booking-events"
-DEFAULT_TABLES = {"COMPANIES_TABLE_NAME": "checkout-companies", "SESSIONS_TABLE_NAME": "checkout-sessions"}
+# The names checkout-admin uses by default (STAGE=dev), so it needs no table settings here.
+DEFAULT_TABLES = {
+    "COMPANIES_TABLE_NAME": "checkout-companies-dev",
+    "SESSIONS_TABLE_NAME": "checkout-sessions-dev",
+}
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+# API Gateway's answer to an unknown key (the template's INVALID_API_KEY gateway response).
+INVALID_API_KEY = (
+    b'{"ResponseStatus":{"ErrorCode":"Forbidden","Message":"A valid x-api-key header is required."}}'
+)
 EMULATOR_STRIPE_KEY = "sk_test_51LocalEmulatorKey0000000000"
 EMULATOR_PUBLISHABLE_KEY = "pk_test_51LocalEmulatorKey0000000000"
 
@@ -75,6 +94,16 @@ def _listen[T](what: str, option: str, host: str, port: int, start: Callable[[],
         ) from None
 
 
+def demo_confirmation_url(base_url: str, reference: str | None = None) -> str:
+    """The demo's confirmation page, which asks the status operation about the session.
+
+    Stripe puts the session's id in place of `{CHECKOUT_SESSION_ID}` when it sends the
+    payer there.
+    """
+    booking = f"&booking={reference}" if reference else ""
+    return f"{base_url}/demo/confirmed?session_id={{CHECKOUT_SESSION_ID}}{booking}"
+
+
 def sample_request(base_url: str, reference: str = "demo-booking-1") -> dict[str, Any]:
     """The published operation's sample request, with real values for the demo company."""
     return {
@@ -82,28 +111,31 @@ def sample_request(base_url: str, reference: str = "demo-booking-1") -> dict[str
         "CountryCode": "SE",
         "Articles": [{"ArticleId": 42, "ArticleTypeId": 1, "Quantity": 1}],
         "InternalReferenceId": reference,
-        "ConfirmationUrl": f"{base_url}/demo/confirmed",
-        "CancelUrl": f"{base_url}/demo/cancelled",
+        "ConfirmationUrl": demo_confirmation_url(base_url, reference),
+        "CancelUrl": f"{base_url}/demo/cancelled?booking={reference}",
         "UiMode": "hosted",
     }
 
 
-def curl_command(base_url: str) -> str:
+def curl_command(base_url: str, api_key: str) -> str:
     """A ready-to-paste curl for the sample request."""
     body = json.dumps(sample_request(base_url), separators=(",", ":"))
     return (
         f"curl -sS -X POST '{base_url}/payment/stripe/v1/checkout' "
-        f"-H 'Content-Type: application/json' -H 'x-api-key: local' -d '{body}'"
+        f"-H 'Content-Type: application/json' -H 'x-api-key: {api_key}' -d '{body}'"
     )
 
 
-def onboard_demo_company(base_url: str, stripe_key: str) -> None:
-    """Onboard the demo company and its articles through checkout-admin (output discarded)."""
+def onboard_demo_company(base_url: str, stripe_key: str) -> str:
+    """Onboard the demo company, its articles and an API key bound to it through
+    checkout-admin (USAGE_PLAN_ID must name a usage plan); return the key's value."""
     from checkout.admin import main as admin
 
-    def run(*argv: str, stdin: str = "") -> None:
-        with contextlib.redirect_stdout(io.StringIO()):
+    def run(*argv: str, stdin: str = "") -> str:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
             admin(list(argv), stdin=io.StringIO(stdin))
+        return out.getvalue()
 
     run(
         "company", "put", "--company-id", DEMO_COMPANY_ID,
@@ -111,7 +143,7 @@ def onboard_demo_company(base_url: str, stripe_key: str) -> None:
         "--allowed-url-prefix", f"{base_url.replace('127.0.0.1', 'localhost')}/",
         "--allowed-url-prefix", "http://localhost:3000/",
         "--allowed-url-prefix", "https://booking.example.com/",
-        "--confirmation-url", f"{base_url}/demo/confirmed",
+        "--confirmation-url", demo_confirmation_url(base_url),
         "--cancel-url", f"{base_url}/demo/cancelled",
         "--stripe-secret-key-stdin",
         stdin=stripe_key,
@@ -122,6 +154,8 @@ def onboard_demo_company(base_url: str, stripe_key: str) -> None:
             "--article-id", str(article_id), "--name", name, "--unit-amount", str(amount),
             "--currency", currency,
         )  # fmt: skip
+    created = json.loads(run("apikey", "create", "--company-id", DEMO_COMPANY_ID))
+    return str(created["api_key"])
 
 
 def register_demo_webhook(url: str) -> None:
@@ -133,7 +167,7 @@ def register_demo_webhook(url: str) -> None:
 
 
 def _handler_class(
-    invoke: Callable[[dict[str, Any]], dict[str, Any]], pages: Pages
+    invoke: Callable[[dict[str, Any]], dict[str, Any]], pages: Pages, key_id: Callable[[str], str | None]
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -167,6 +201,11 @@ def _handler_class(
                 self._reply(page.status, headers, page.body)
                 return
             headers = {name: value for name, value in self.headers.items()}
+            api_key = self.headers.get("x-api-key")
+            known_key = key_id(api_key) if api_key is not None and self.command != "OPTIONS" else None
+            if api_key is not None and self.command != "OPTIONS" and known_key is None:
+                self._reply(403, {"Content-Type": "application/json"}, INVALID_API_KEY)
+                return
             event = rest_event(
                 self.command,
                 parts.path,
@@ -174,6 +213,7 @@ def _handler_class(
                 headers=headers,
                 query=parts.query,
                 source_ip=self.client_address[0],
+                api_key_id=known_key,
             )
             # Served at the root, not under a stage path: the URL the caller used is the path.
             event["requestContext"]["path"] = parts.path
@@ -186,10 +226,11 @@ def _handler_class(
     return Handler
 
 
-def demo_config(stripe_js_url: str, publishable_key: str) -> DemoConfig:
+def demo_config(stripe_js_url: str, publishable_key: str, api_key: str) -> DemoConfig:
     """The demo frontend's configuration for the demo company."""
     return DemoConfig(
         company_id=DEMO_COMPANY_ID,
+        api_key=api_key,
         country_code="SE",
         articles=tuple(DemoArticle(*article) for article in DEMO_ARTICLES),
         stripe_js_url=stripe_js_url,
@@ -208,6 +249,7 @@ class LocalStack:
         self.emulator: StripeEmulator | None = None
         self.server: ThreadingHTTPServer | None = None
         self.base_url = ""
+        self.api_key = ""
         self.events_queue_url = ""
         self.real_stripe = False
         self._serving = False
@@ -252,14 +294,15 @@ class LocalStack:
             stripe_js_url = f"{self.emulator.url}/v3/"  # the emulator's stand-in for Stripe.js
         os.environ.setdefault("CORS_ALLOWED_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000")
         create_tables({name: os.environ[name] for name in DEFAULT_TABLES}, self.aws.url)
-        os.environ.setdefault("EVENT_BUS_NAME", "stripe-checkout-events")
+        os.environ["USAGE_PLAN_ID"] = create_usage_plan(self.aws.url)
+        os.environ.setdefault("EVENT_BUS_NAME", "stripe-checkout-events-dev")
         create_event_bus(os.environ["EVENT_BUS_NAME"], self.aws.url)
         # What a booking system's rule would do: every booking event lands in this queue.
         self.events_queue_url = capture_bus(os.environ["EVENT_BUS_NAME"], EVENTS_QUEUE, self.aws.url)
 
         shown_host = "127.0.0.1" if self.host in {"0.0.0.0", "::"} else self.host
         self.base_url = f"http://{shown_host}:{self.server.server_address[1]}"
-        onboard_demo_company(self.base_url, stripe_key)
+        self.api_key = onboard_demo_company(self.base_url, stripe_key)
         if not self.real_stripe:
             # Real Stripe cannot reach this machine (use `stripe listen`, see the README);
             # the emulator can, so it delivers its signed events to the local webhook route.
@@ -275,8 +318,11 @@ class LocalStack:
             result: dict[str, Any] = module.lambda_handler(event, LocalContext())
             return result
 
-        pages = Pages(openapi_document(), demo_config(stripe_js_url, publishable_key))
-        self.server.RequestHandlerClass = _handler_class(invoke, pages)
+        pages = Pages(openapi_document(), demo_config(stripe_js_url, publishable_key, self.api_key))
+        aws_url = self.aws.url
+        self.server.RequestHandlerClass = _handler_class(
+            invoke, pages, lambda value: api_key_id(value, aws_url)
+        )
         threading.Thread(target=self.server.serve_forever, name="local-api", daemon=True).start()
         self._serving = True
         return self
@@ -310,13 +356,15 @@ class LocalStack:
                 f"Demo booking:  {self.base_url}/demo  (pay hosted or embedded, see the booking confirmed)",
                 f"Swagger UI:    {self.base_url}/docs  (document: {self.base_url}/openapi.json)",
                 f"Demo company:  {DEMO_COMPANY_ID}  (articles 1/42, 1/43, 2/7 in SEK)",
+                f"Demo API key:  {self.api_key}  (bound to the demo company only)",
                 "",
                 "Try it (run twice: the second call expires the first session):",
-                f"  {curl_command(self.base_url)}",
+                f"  {curl_command(self.base_url, self.api_key)}",
                 "",
                 "checkout-admin against this stack, from another shell:",
                 f"  export AWS_ENDPOINT_URL={self.aws.url} AWS_DEFAULT_REGION=eu-north-1 "
-                f"AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing{stripe_base}",
+                "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
+                f"USAGE_PLAN_ID={os.environ['USAGE_PLAN_ID']}{stripe_base}",
                 "  .venv/bin/checkout-admin sessions "
                 f"--company-id {DEMO_COMPANY_ID} --reference demo-booking-1",
                 "  RECONCILE_GRACE_MINUTES=0 .venv/bin/checkout-admin reconcile   (a reconciler pass)",

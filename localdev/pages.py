@@ -34,7 +34,10 @@ _SWAGGER_PAGE = """<!doctype html>
 <div id="swagger-ui"></div>
 <script src="/docs/swagger-ui-bundle.min.js"></script>
 <script>
-SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true, docExpansion: "list"});
+// Authorized with the demo company's API key (./dev run binds it), so "Try it out" works.
+const ui = SwaggerUIBundle({
+  url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true, docExpansion: "list",
+  onComplete: () => ui.preauthorizeApiKey("ApiKey", API_KEY)});
 </script>
 </body>
 </html>
@@ -119,11 +122,12 @@ class Pages:
 
     def __init__(self, openapi_document: str, demo: DemoConfig) -> None:
         assets = importlib.resources.files("aws_lambda_powertools.event_handler.openapi.swagger_ui")
+        swagger = _SWAGGER_PAGE.replace("API_KEY", json.dumps(demo.api_key))
         self._routes: dict[str, Page] = {
             "/": _html(_INDEX_PAGE),
             "/openapi.json": Page(200, "application/json", openapi_document.encode()),
-            "/docs": _html(_SWAGGER_PAGE),
-            "/docs/": _html(_SWAGGER_PAGE),
+            "/docs": _html(swagger),
+            "/docs/": _html(swagger),
             "/demo/config.js": Page(200, _TYPES[".js"], demo.script().encode()),
         }
         for name in ("swagger-ui-bundle.min.js", "swagger-ui.min.css"):

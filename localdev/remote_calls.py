@@ -11,11 +11,17 @@ concurrently, so at most one of them is on the chain: the DynamoDB writes a hand
 hides behind a Stripe call cost it nothing, and three Stripe expiries sent at once cost
 one round trip. With latency injected per call (`latency=` on both servers), the chain's
 length is what the request had to wait for the network.
+
+The injected latency is a floor: a call takes at least that long at the server, and the
+server's own work counts toward it. moto spends several milliseconds of Python on a
+TransactWriteItems on a busy machine, which says nothing about DynamoDB; added on top
+of the latency it would penalise handlers for moto's speed rather than for round trips.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -88,3 +94,10 @@ def critical_path(calls: list[RemoteCall]) -> list[RemoteCall]:
 def by_service(calls: list[RemoteCall]) -> Counter[str]:
     """How many of `calls` went to each service."""
     return Counter(call.service for call in calls)
+
+
+def hold_until(started: float, latency: float) -> None:
+    """Sleep until `latency` seconds have passed since `started` (`time.perf_counter`)."""
+    remaining = started + latency - time.perf_counter()
+    if remaining > 0:
+        time.sleep(remaining)

@@ -40,8 +40,8 @@ Tests drive it through Python: `complete` (card, or a delayed bank debit), `sett
 `expire`, `deliver`, `pause_deliveries`/`resume_deliveries`, `wait_for_deliveries`,
 `inject_fault`, `revoke_key`, and read it back with `sessions`, `line_items`, `events`,
 `deliveries`, `webhook_endpoints`, `refunds`, `requests`. The benchmark gives every API
-call a standing latency (`latency=`) and records it in a `CallLog`. Not shipped in the
-Lambda package.
+call a standing latency (`latency=`, a floor per call) and records it in a `CallLog`.
+Not shipped in the Lambda package.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ from localdev.emulator_wire import (
     public,
     url,
 )
-from localdev.remote_calls import STRIPE, CallLog
+from localdev.remote_calls import STRIPE, CallLog, hold_until
 
 UI_MODES = {"hosted_page", "embedded_page", "elements", "form"}
 LOCALES = {"auto", "bg", "cs", "da", "de", "el", "en", "en-GB", "es", "es-419", "et", "fi", "fil", "fr",
@@ -211,7 +211,7 @@ class StripeEmulator:
         calls: CallLog | None = None,
     ) -> None:
         self._clock = clock
-        self.latency = latency  # seconds added to every API call (the benchmark's)
+        self.latency = latency  # seconds every API call takes at least (the benchmark's)
         self.calls = calls  # where to record every API call answered
         self._lock = threading.RLock()
         self._state = _State()
@@ -462,16 +462,15 @@ class StripeEmulator:
     def handle(
         self, method: str, raw_path: str, headers: dict[str, str], body: str
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        """Answer one API request: (status, JSON body, extra headers), after the standing latency."""
+        """Answer one API request: (status, JSON body, extra headers), no sooner than the latency."""
         started = time.perf_counter()
-        if self.latency:
-            time.sleep(self.latency)
         try:
             return self._answer(method, raw_path, headers, body)
         finally:
+            hold_until(started, self.latency)
             if self.calls is not None:
-                operation = f"{method} {re.sub(r'/cs_[^/?]+', '/{id}', urlsplit(raw_path).path)}"
-                self.calls.record(STRIPE, operation, started, time.perf_counter())
+                path = re.sub(r"/(?:cs|pi|re|evt|we)_[^/?]+", "/{id}", urlsplit(raw_path).path)
+                self.calls.record(STRIPE, f"{method} {path}", started, time.perf_counter())
 
     def _answer(
         self, method: str, raw_path: str, headers: dict[str, str], body: str

@@ -23,12 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import unquote
 
 import boto3
 import pytest
 
 from localdev.apigw import LocalContext, response_headers, rest_event
-from localdev.aws_stack import REGION, LocalAws, aws_environment, capture_bus, create_event_bus, create_tables
+from localdev.aws_stack import (
+    REGION,
+    LocalAws,
+    aws_environment,
+    capture_bus,
+    create_event_bus,
+    create_tables,
+    create_usage_plan,
+)
 from localdev.stripe_emulator import StripeEmulator
 
 ROUTE = "/payment/stripe/v1/checkout"
@@ -90,6 +99,8 @@ def stack() -> Iterator[Stack]:
     for name, value in env.items():
         patch.setenv(name, value)
     create_tables(TABLES, aws.url)
+    env["USAGE_PLAN_ID"] = create_usage_plan(aws.url)
+    patch.setenv("USAGE_PLAN_ID", env["USAGE_PLAN_ID"])
     create_event_bus(EVENT_BUS, aws.url)
     queue_url = capture_bus(EVENT_BUS, "test-booking-events-consumer", aws.url)
     yield Stack(aws, emulator, env, queue_url)
@@ -119,6 +130,29 @@ class Reply:
 
 # Status codes the handler answered during the current test (see no_unexpected_500).
 ANSWERED: list[int] = []
+# The API key id onboard() bound to each company (canonical GUID), which Api sends by default.
+BOUND_KEYS: dict[str, str] = {}
+
+
+class _CompanysKey:
+    """Api's default: the key bound to the body's CompanyId, as its frontend would send."""
+
+
+COMPANYS_KEY = _CompanysKey()
+
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+
+
+def _key_for(*texts: str | None) -> str | None:
+    """The key bound to the first onboarded company whose id appears in the request, in any
+    spelling and wherever it is sent (JSON or form body, query string)."""
+    for text in texts:
+        for found in _GUID.findall(unquote(text or "")):
+            key = BOUND_KEYS.get(str(uuid.UUID(found)))
+            if key is not None:
+                return key
+    return None
 
 
 @dataclass
@@ -136,10 +170,19 @@ class Api:
         query: str = "",
         headers: dict[str, str] | None = None,
         raw: str | None = None,
+        api_key_id: str | _CompanysKey | None = COMPANYS_KEY,
     ) -> Reply:
+        """One request; it carries the API key id of the body's company unless `api_key_id` says
+        otherwise (None: a request without one, as `sam local invoke` sends)."""
         text = raw if raw is not None else (None if body is None else json.dumps(body))
+        key_id = _key_for(text, query) if isinstance(api_key_id, _CompanysKey) else api_key_id
         event = rest_event(
-            method, path, text, query=query, headers=headers or {"Content-Type": "application/json"}
+            method,
+            path,
+            text,
+            query=query,
+            headers=headers or {"Content-Type": "application/json"},
+            api_key_id=key_id,
         )
         return self.invoke(event)
 
@@ -174,6 +217,7 @@ class Company:
 
     company_id: str
     stripe_account: str | None = None
+    api_key_id: str = ""
     articles: dict[tuple[int, int], tuple[str, int, str]] = field(default_factory=dict)
 
     def request(self, reference: str | None = None, **overrides: Any) -> dict[str, Any]:
@@ -203,7 +247,7 @@ def onboard(
     confirmation_url: str | None = f"{SITE}/booking/done",
     extra: tuple[str, ...] = (),
 ) -> Company:
-    """Onboard a fresh company with two SEK articles and one EUR article."""
+    """Onboard a fresh company with two SEK articles, one EUR article and an API key bound to it."""
     company = Company(str(uuid.uuid4()), stripe_account)
     argv = ["company", "put", "--company-id", company.company_id]
     for prefix in prefixes:
@@ -215,6 +259,8 @@ def onboard(
     if key:
         argv.append("--stripe-secret-key-stdin")
     admin(*argv, *extra, stdin=key or "")
+    company.api_key_id = admin("apikey", "create", "--company-id", company.company_id)["api_key_id"]
+    BOUND_KEYS[company.company_id] = company.api_key_id
     for (type_id, article_id), (name, amount, currency) in {
         (1, 42): ("Haircut 45 min", 45000, "SEK"),
         (1, 43): ("Beard trim", 15000, "SEK"),
@@ -304,7 +350,7 @@ class LocalApiProcess:
         """checkout-admin against this stack, as the banner tells a developer to run it."""
         env = {**os.environ, "AWS_ENDPOINT_URL": self.url("moto at"), "AWS_DEFAULT_REGION": "eu-north-1",
                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "COMPANIES_TABLE_NAME": "checkout-companies", "SESSIONS_TABLE_NAME": "checkout-sessions"}  # fmt: skip
+               "COMPANIES_TABLE_NAME": "checkout-companies-dev", "SESSIONS_TABLE_NAME": "checkout-sessions-dev"}  # fmt: skip
         command = [str(Path(sys.executable).parent / "checkout-admin"), *argv]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=True)
         answer: dict[str, Any] = json.loads(result.stdout)

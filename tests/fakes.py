@@ -69,6 +69,7 @@ class FakeStripe:
     on_create: Callable[[], None] | None = None
     calls: list[str] = field(default_factory=list)
     key_fetches: int = 0
+    prefetched: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _key(self, merchant: Merchant, refresh: bool) -> str:
@@ -84,7 +85,7 @@ class FakeStripe:
         raise StripeCredentialsUnusable()
 
     def prefetch_key(self, merchant: Merchant) -> None:
-        pass
+        self.prefetched.append(merchant.secret_name)
 
     def create_session(self, merchant: Merchant, spec: CheckoutSpec, idempotency_key: str) -> CheckoutSession:
         self._with_key(merchant)

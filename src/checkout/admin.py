@@ -1,16 +1,19 @@
-"""`checkout-admin`: onboard companies, catalogue articles, inspect and reconcile the session registry.
+"""`checkout-admin`: onboard companies, bind API keys, catalogue articles, inspect and reconcile the registry.
 
 Uses the function's own configuration variables (table names, secret name prefix, AWS
 endpoint), so it works against a deployed stage and against the local API alike. The
 Stripe secret key is read from standard input only, never from the command line, where
-it would end up in shell history and process listings.
+it would end up in shell history and process listings; typed or pasted at a terminal,
+it is read without echo, so it stays off the screen and out of terminal recordings.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
+import os
 import re
 import sys
 import uuid
@@ -23,19 +26,29 @@ import stripe
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from checkout.aws_clients import dynamodb_client, secretsmanager_client
-from checkout.company_store import ArticleItem, SettingsItem, put_article, put_settings
+from checkout.aws_clients import apigateway_client, dynamodb_client, secretsmanager_client
+from checkout.company_store import (
+    ArticleItem,
+    CompanyNotOnboarded,
+    DynamoCompanyDirectory,
+    SettingsItem,
+    bind_api_keys,
+    put_article,
+    put_settings,
+)
 from checkout.composition import build_reconciler
 from checkout.config import Config
 from checkout.domain import ArticleKey, ReferenceKey
 from checkout.errors import CheckoutError, ConfigurationError, UsageError
 from checkout.observability import logger
 from checkout.session_registry import DynamoSessionRegistry
+from checkout.stripe_keys import key_stage_problem
 from checkout.url_policy import is_allowed, url_problem
 from checkout.webhook_admin import add_webhook_commands, webhook_command
 
 _ACCOUNT = re.compile(r"acct_[A-Za-z0-9]+")
 _SECRET_KEY = re.compile(r"(sk|rk)_(test|live)_[A-Za-z0-9]+")
+_API_KEY_ID = re.compile(r"[A-Za-z0-9]{1,128}")
 
 
 def _guid(value: str) -> uuid.UUID:
@@ -77,6 +90,12 @@ def _url(value: str) -> str:
     return value
 
 
+def _api_key_id(value: str) -> str:
+    if not _API_KEY_ID.fullmatch(value.strip()):
+        raise argparse.ArgumentTypeError(f"not an API Gateway key id: {value!r}")
+    return value.strip()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="checkout-admin",
@@ -113,6 +132,35 @@ def _parser() -> argparse.ArgumentParser:
         "--refund-duplicate-payments",
         action="store_true",
         help="refund in full a second payment of an already paid reference (the reconciler does it)",
+    )
+    put.add_argument(
+        "--api-key-id",
+        action="append",
+        type=_api_key_id,
+        default=[],
+        metavar="KEYID",
+        help="bind an existing API Gateway key: requests with it may act for the company (repeatable; "
+        "keys bound earlier stay bound)",
+    )
+    put.add_argument(
+        "--unbind-api-key-id",
+        action="append",
+        type=_api_key_id,
+        default=[],
+        metavar="KEYID",
+        help="stop a key from acting for the company (repeatable)",
+    )
+
+    apikey = commands.add_parser("apikey", help="API Gateway keys bound to companies").add_subparsers(
+        dest="action", required=True
+    )
+    create = apikey.add_parser(
+        "create", help="create an API key, add it to the stage's usage plan and bind it to the company"
+    )
+    create.add_argument("--company-id", type=_guid, required=True, help="an onboarded company")
+    create.add_argument(
+        "--usage-plan-id",
+        help="the stage's usage plan (default: USAGE_PLAN_ID; the stack output UsagePlanId)",
     )
 
     article = commands.add_parser("article", help="catalogue articles").add_subparsers(
@@ -159,6 +207,23 @@ def _store_secret_key(name: str, key: str) -> None:
         client.put_secret_value(SecretId=name, SecretString=key)
 
 
+def _read_secret_key(stdin: Any) -> str:
+    if stdin.isatty():
+        return getpass.getpass("Stripe secret key (input hidden): ").strip()
+    return str(stdin.read()).strip()
+
+
+def _check_api_keys_exist(key_ids: Sequence[str]) -> None:
+    gateway = apigateway_client()
+    for key_id in key_ids:
+        try:
+            gateway.get_api_key(apiKey=key_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NotFoundException":
+                raise
+            raise UsageError(f"no API Gateway key {key_id} in this account and region") from None
+
+
 def company_put(args: argparse.Namespace, config: Config, stdin: Any) -> dict[str, Any]:
     """Validate and store a company's settings (and its key, when given on stdin)."""
     if args.stripe_account and not _ACCOUNT.fullmatch(args.stripe_account):
@@ -166,11 +231,15 @@ def company_put(args: argparse.Namespace, config: Config, stdin: Any) -> dict[st
     for option, url in (("--confirmation-url", args.confirmation_url), ("--cancel-url", args.cancel_url)):
         if url and not is_allowed(url, args.allowed_url_prefix):
             raise UsageError(f"{option} {url} is not under any --allowed-url-prefix")
+    _check_api_keys_exist(args.api_key_id)
     secret_name = f"{config.secret_name_prefix}{args.company_id}"
     if args.stripe_secret_key_stdin:
-        key = stdin.read().strip()
+        key = _read_secret_key(stdin)
         if not _SECRET_KEY.fullmatch(key):
             raise UsageError("standard input must hold a Stripe secret key (sk_... or rk_...)")
+        problem = key_stage_problem(key, config.stage)
+        if problem is not None:
+            raise UsageError(f"refused: {problem} (STAGE={config.stage})")
         _store_secret_key(secret_name, key)
     settings = SettingsItem(
         checkout_enabled=not args.disabled,
@@ -181,11 +250,55 @@ def company_put(args: argparse.Namespace, config: Config, stdin: Any) -> dict[st
         default_cancel_url=args.cancel_url,
         refund_duplicate_payments=args.refund_duplicate_payments,
     )
-    put_settings(dynamodb_client(), config.companies_table, args.company_id, settings)
+    dynamodb = dynamodb_client()
+    bound = put_settings(dynamodb, config.companies_table, args.company_id, settings)
+    if args.api_key_id or args.unbind_api_key_id:
+        bound = bind_api_keys(
+            dynamodb, config.companies_table, args.company_id, args.api_key_id, args.unbind_api_key_id
+        )
     return {
         "company_id": str(args.company_id),
-        **settings.model_dump(),
+        "stage": config.stage,
+        **settings.model_dump(exclude={"api_key_ids"}),
+        "api_key_ids": sorted(bound),
         "stripe_secret_key_stored": bool(args.stripe_secret_key_stdin),
+    }
+
+
+def apikey_create(args: argparse.Namespace, config: Config) -> dict[str, Any]:
+    """Create an API key for one company: in the stage's usage plan, bound to the company."""
+    plan = (args.usage_plan_id or os.environ.get("USAGE_PLAN_ID", "")).strip()
+    if not plan:
+        raise UsageError("--usage-plan-id is required (or USAGE_PLAN_ID: the stack output UsagePlanId)")
+    dynamodb = dynamodb_client()
+    if DynamoCompanyDirectory(dynamodb, config.companies_table, 0).company_settings(args.company_id) is None:
+        raise UsageError(
+            f"company {args.company_id} has no settings on stage {config.stage}; run company put first"
+        )
+    gateway = apigateway_client()
+    key = gateway.create_api_key(
+        name=f"stripe-checkout-{config.stage}-{args.company_id}",
+        description=f"Stripe checkout ({config.stage}) for company {args.company_id}",
+        enabled=True,
+        tags={"stage": config.stage, "company-id": str(args.company_id)},
+    )
+    try:
+        gateway.create_usage_plan_key(usagePlanId=plan, keyId=key["id"], keyType="API_KEY")
+        bound = bind_api_keys(dynamodb, config.companies_table, args.company_id, bind=[key["id"]])
+    except BaseException as exc:
+        # A key outside the plan or bound to nothing is of no use to anyone: take it back.
+        gateway.delete_api_key(apiKey=key["id"])
+        if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "NotFoundException":
+            raise UsageError(f"no usage plan {plan} in this account and region") from None
+        raise
+    return {
+        "company_id": str(args.company_id),
+        "stage": config.stage,
+        "usage_plan_id": plan,
+        "api_key_id": key["id"],
+        # Shown once, for the booking frontend's x-api-key header; API Gateway can show it again.
+        "api_key": key["value"],
+        "api_key_ids": sorted(bound),
     }
 
 
@@ -269,6 +382,8 @@ def main(argv: Sequence[str] | None = None, stdin: Any = None) -> int:
         config = Config.from_env()
         if args.command == "company":
             result = company_put(args, config, stdin or sys.stdin)
+        elif args.command == "apikey":
+            result = apikey_create(args, config)
         elif args.command == "article":
             result = article_put(args, config)
         elif args.command == "webhook":
@@ -278,6 +393,8 @@ def main(argv: Sequence[str] | None = None, stdin: Any = None) -> int:
                 result = reconcile(args, config)
         else:
             result = sessions_show(args, config)
+    except CompanyNotOnboarded as exc:
+        parser.exit(2, f"checkout-admin: error: company {exc} has no settings; run company put first\n")
     except (UsageError, ConfigurationError) as exc:
         parser.exit(2, f"checkout-admin: error: {exc}\n")
     except (CheckoutError, ClientError, BotoCoreError) as exc:

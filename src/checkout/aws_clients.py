@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 from checkout.errors import UpstreamFailure
 
 if TYPE_CHECKING:
+    from mypy_boto3_apigateway import APIGatewayClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -47,28 +48,34 @@ _session: botocore.session.Session | None = None
 _session_lock = threading.Lock()
 
 
-def _botocore_session() -> botocore.session.Session:
+def _client(service: str) -> Any:
+    # A botocore session is not safe to share between threads while it builds clients
+    # (the clients themselves are), and a client may be built late, on first use.
     global _session  # noqa: PLW0603 - one session per container, made on first use
     with _session_lock:
         if _session is None:
             _session = botocore.session.get_session()
-        return _session
+        return _session.create_client(service, config=BOTO_CONFIG)
 
 
 def dynamodb_client() -> DynamoDBClient:
     """A DynamoDB client for the function or the CLI."""
-    return cast("DynamoDBClient", _botocore_session().create_client("dynamodb", config=BOTO_CONFIG))
+    return cast("DynamoDBClient", _client("dynamodb"))
 
 
 def secretsmanager_client() -> SecretsManagerClient:
     """A Secrets Manager client for the function or the CLI."""
-    client = _botocore_session().create_client("secretsmanager", config=BOTO_CONFIG)
-    return cast("SecretsManagerClient", client)
+    return cast("SecretsManagerClient", _client("secretsmanager"))
 
 
 def events_client() -> EventBridgeClient:
     """An EventBridge client for publishing booking events."""
-    return cast("EventBridgeClient", _botocore_session().create_client("events", config=BOTO_CONFIG))
+    return cast("EventBridgeClient", _client("events"))
+
+
+def apigateway_client() -> APIGatewayClient:
+    """An API Gateway client for the CLI (API keys and usage plans)."""
+    return cast("APIGatewayClient", _client("apigateway"))
 
 
 def aws_failure(exc: Exception, service: str) -> UpstreamFailure:

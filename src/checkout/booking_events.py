@@ -17,7 +17,7 @@ of `reference_transitions.BookingEvent`, `detail` as `reference_transitions.even
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -59,16 +59,23 @@ class EventPublisher(Protocol):
 
 
 class EventBridgePublisher:
-    """Publishes booking events to one EventBridge bus."""
+    """Publishes booking events to one EventBridge bus.
 
-    def __init__(self, client: EventBridgeClient, bus_name: str) -> None:
-        self._client = client
+    The client is built on the first publish: most requests owe no event, and building
+    it at import would lengthen every cold start for them.
+    """
+
+    def __init__(self, client: Callable[[], EventBridgeClient], bus_name: str) -> None:
+        self._make_client = client
+        self._client: EventBridgeClient | None = None
         self._bus_name = bus_name
 
     def publish(self, events: Sequence[OwedEvent]) -> None:
         """Put every event on the bus; `UpstreamFailure` if any entry was not accepted."""
         for start in range(0, len(events), _PUT_EVENTS_LIMIT):
             batch = events[start : start + _PUT_EVENTS_LIMIT]
+            if self._client is None:
+                self._client = self._make_client()
             with aws_errors("EventBridge"):
                 answer = self._client.put_events(
                     Entries=[

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from checkout.access import AccessPolicy
 from checkout.aws_clients import dynamodb_client, events_client, secretsmanager_client
 from checkout.booking_events import EventBridgePublisher, OutboxRelay
 from checkout.checkout_status import CheckoutStatusService
@@ -20,10 +21,10 @@ from checkout.service import CheckoutService
 from checkout.session_registry import DynamoSessionRegistry
 from checkout.stripe_gateway import StripeGateway
 from checkout.stripe_keys import SecretsManagerKeys
-from checkout.stripe_webhooks import StripeWebhookService, WebhookEndpoints
 
 if TYPE_CHECKING:
     from checkout.reconciler import Reconciler
+    from checkout.stripe_webhooks import StripeWebhookService
 
 # Calls one request makes at once: the create, the priors' expiries, the key fetch.
 _WORKERS = 16
@@ -45,7 +46,7 @@ def _secrets(config: Config) -> SecretCache:
 
 def _registry_and_relay(config: Config) -> tuple[DynamoSessionRegistry, OutboxRelay]:
     registry = DynamoSessionRegistry(dynamodb_client(), config.sessions_table, config.lease_seconds)
-    return registry, OutboxRelay(registry, EventBridgePublisher(events_client(), config.event_bus_name))
+    return registry, OutboxRelay(registry, EventBridgePublisher(events_client, config.event_bus_name))
 
 
 def build_services(config: Config) -> Services:
@@ -53,9 +54,11 @@ def build_services(config: Config) -> Services:
     executor = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="checkout")
     registry, relay = _registry_and_relay(config)
     directory = DynamoCompanyDirectory(
-        dynamodb_client(), config.companies_table, config.settings_cache_seconds
+        dynamodb_client(), config.companies_table, config.settings_cache_seconds, refresher=executor
     )
-    gateway = StripeGateway(config, SecretsManagerKeys(_secrets(config)))
+    keys = SecretsManagerKeys(_secrets(config), stage=config.stage, name_prefix=config.secret_name_prefix)
+    gateway = StripeGateway(config, keys)
+    access = AccessPolicy(allow_unbound=config.allow_unbound_api_keys)
     checkout = CheckoutService(
         directory=directory,
         gateway=gateway,
@@ -64,12 +67,16 @@ def build_services(config: Config) -> Services:
         executor=executor,
         secret_name_prefix=config.secret_name_prefix,
         sessions_per_minute=config.reference_sessions_per_minute,
+        access=access,
     )
-    return Services(checkout, CheckoutStatusService(directory, gateway, registry, relay))
+    return Services(checkout, CheckoutStatusService(directory, gateway, registry, relay, access))
 
 
 def build_webhook_service(config: Config) -> StripeWebhookService:
     """The webhook receiver wired to DynamoDB, Secrets Manager and EventBridge."""
+    # Imported here: the checkout function never receives webhooks and need not load it.
+    from checkout.stripe_webhooks import StripeWebhookService
+
     registry, relay = _registry_and_relay(config)
     return StripeWebhookService(
         _secrets(config),
@@ -86,7 +93,9 @@ def build_reconciler(config: Config) -> Reconciler:
     It uses the same adapters as the checkout function: the same leases (so
     `CHECKOUT_LEASE_SECONDS` must be the same), the same keys, the same gateway.
     """
-    from checkout.reconciler import Reconciler  # the API functions never load it
+    # Imported here: the API functions never reconcile and need not load it.
+    from checkout.reconciler import Reconciler
+    from checkout.stripe_webhooks import WebhookEndpoints
 
     registry, relay = _registry_and_relay(config)
     secrets = _secrets(config)
@@ -95,7 +104,9 @@ def build_reconciler(config: Config) -> Reconciler:
     )
     return Reconciler(
         directory,
-        StripeGateway(config, SecretsManagerKeys(secrets)),
+        StripeGateway(
+            config, SecretsManagerKeys(secrets, stage=config.stage, name_prefix=config.secret_name_prefix)
+        ),
         registry,
         relay,
         WebhookEndpoints(secrets, config.secret_name_prefix),

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 
 from checkout.errors import ConfigurationError
 
+# Deployment stages. Each has its own tables, secrets and API keys (the names carry the
+# stage), and only prod may hold live Stripe keys.
+STAGES = ("dev", "staging", "prod")
+PRODUCTION = "prod"
+
 
 def _number[N: (int, float)](name: str, default: N, minimum: N, kind: type[N]) -> N:
     raw = os.environ.get(name, "").strip()
@@ -27,6 +32,24 @@ def _number[N: (int, float)](name: str, default: N, minimum: N, kind: type[N]) -
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"true", "1", "yes"}:
+        return True
+    if raw in {"false", "0", "no"}:
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+def _stage() -> str:
+    stage = os.environ.get("STAGE", "").strip() or "dev"
+    if stage not in STAGES:
+        raise ConfigurationError(f"STAGE must be one of {', '.join(STAGES)}, got {stage!r}")
+    return stage
 
 
 @dataclass(frozen=True)
@@ -49,14 +72,24 @@ class Config:
     event_bus_name: str
     webhook_tolerance_seconds: int
     reconcile_grace_minutes: int
+    stage: str = "dev"
+    allow_unbound_api_keys: bool = False
 
     @classmethod
     def from_env(cls) -> Config:
         """Read the configuration; raise `ConfigurationError` on a malformed value."""
+        stage = _stage()
+        # Requests that carry no API key id (`sam local invoke`) may act for any company;
+        # on prod every request must come through API Gateway with a bound key.
+        allow_unbound = _flag("ALLOW_UNBOUND_API_KEYS", False)
+        if allow_unbound and stage == PRODUCTION:
+            raise ConfigurationError("ALLOW_UNBOUND_API_KEYS=true is refused on the prod stage")
         return cls(
-            companies_table=os.environ.get("COMPANIES_TABLE_NAME", "") or "checkout-companies",
-            sessions_table=os.environ.get("SESSIONS_TABLE_NAME", "") or "checkout-sessions",
-            secret_name_prefix=os.environ.get("STRIPE_SECRET_NAME_PREFIX", "") or "checkout/stripe/",
+            stage=stage,
+            allow_unbound_api_keys=allow_unbound,
+            companies_table=os.environ.get("COMPANIES_TABLE_NAME", "") or f"checkout-companies-{stage}",
+            sessions_table=os.environ.get("SESSIONS_TABLE_NAME", "") or f"checkout-sessions-{stage}",
+            secret_name_prefix=os.environ.get("STRIPE_SECRET_NAME_PREFIX", "") or f"checkout/{stage}/stripe/",
             stripe_api_base=os.environ.get("STRIPE_API_BASE", "").strip() or None,
             # Two retries with Stripe's backoff (0.5 s, 1 s) ride out a blip; more would
             # push a request past API Gateway's 29 s integration timeout.
@@ -79,7 +112,7 @@ class Config:
             service_name=os.environ.get("POWERTOOLS_SERVICE_NAME", "") or "stripe-checkout",
             metrics_namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "") or "BookingPayments",
             # The EventBridge bus booking events go to (the template creates it).
-            event_bus_name=os.environ.get("EVENT_BUS_NAME", "") or "stripe-checkout-events",
+            event_bus_name=os.environ.get("EVENT_BUS_NAME", "") or f"stripe-checkout-events-{stage}",
             # How old a webhook's signature timestamp may be; Stripe's libraries default to 300.
             webhook_tolerance_seconds=_number("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300, 1, int),
             # How old a record must be before the reconciler looks at it: time for the

@@ -53,6 +53,8 @@ class CompanySettings:
     default_cancel_url: str | None = None
     # Refund a second payment of a reference in full (the reconciler does it).
     refund_duplicate_payments: bool = False
+    # The API Gateway key ids that may act for the company (see access.py).
+    api_key_ids: frozenset[str] = frozenset()
 
     @property
     def merchant(self) -> Merchant:

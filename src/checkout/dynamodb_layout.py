@@ -9,7 +9,8 @@ Companies table (settings and catalogue, written by `checkout-admin`):
 
     pk = COMPANY#<company-guid>   sk = SETTINGS
         checkout_enabled, stripe_secret_name, stripe_account, allowed_url_prefixes,
-        default_confirmation_url, default_cancel_url, updated_at
+        default_confirmation_url, default_cancel_url, updated_at,
+        api_key_ids (string set: the API Gateway keys that may act for the company)
     pk = COMPANY#<company-guid>   sk = ARTICLE#<article-type-id>#<article-id>
         name, unit_amount (minor units), currency (ISO 4217, lower case), active, updated_at
 

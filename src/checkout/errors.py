@@ -96,6 +96,19 @@ class CheckoutNotConfigured(CheckoutError):
         super().__init__("Stripe Checkout is not configured for this company.")
 
 
+class AccessDenied(CheckoutError):
+    """The caller's API key is not bound to the company.
+
+    The same answer whether the company exists or not, so a key cannot be used to probe
+    which companies exist (see access.py).
+    """
+
+    error_code = "Forbidden"
+
+    def __init__(self) -> None:
+        super().__init__("The API key may not act for this company.")
+
+
 class NotFound(CheckoutError):
     """The thing asked about does not exist for this caller (404)."""
 
@@ -163,12 +176,15 @@ class UpstreamFailure(CheckoutError):
 
 
 class StripeCredentialsUnusable(UpstreamFailure):
-    """The company's Stripe key is missing, malformed, or refused even after a fresh fetch."""
+    """The company's Stripe key is missing, malformed, of the wrong mode for the stage, or
+    refused even after a fresh fetch; `reason` says which when it is known before Stripe."""
 
-    def __init__(self) -> None:
+    def __init__(self, reason: str | None = None) -> None:
         super().__init__(
             "StripeCredentials",
-            "Stripe refused the company's credentials, or they are missing; contact support.",
+            f"The company's Stripe key cannot be used: {reason}; contact support."
+            if reason
+            else "Stripe refused the company's credentials, or they are missing; contact support.",
         )
 
 

@@ -44,7 +44,9 @@ class Operation:
     response: type[BaseModel]
     routes: tuple[str, ...]
     verb: str
-    handle: Callable[[Services, Any], BaseModel]
+    # (services, request, the caller's API key id) -> response; the key id is checked
+    # against the company's bound keys (access.py).
+    handle: Callable[[Services, Any, str | None], BaseModel]
     summary: str
     description: str = ""
     tags: tuple[str, ...] = ("Stripe",)
@@ -69,14 +71,19 @@ _UPSTREAM = (
     (504, "Stripe or AWS timed out"),
 )
 _INVALID = (400, "Binding or validation failed; Errors lists every failing field")
+_FORBIDDEN = (403, "The API key is not bound to the company (the same answer for an unknown company)")
 
 
-def _create_checkout(services: Services, request: StripeV1CreateCheckout) -> BaseModel:
-    return services.checkout.create_checkout(request).to_response()
+def _create_checkout(
+    services: Services, request: StripeV1CreateCheckout, api_key_id: str | None
+) -> BaseModel:
+    return services.checkout.create_checkout(request, api_key_id=api_key_id).to_response()
 
 
-def _checkout_status(services: Services, request: StripeV1GetCheckoutStatus) -> BaseModel:
-    return services.status.status(request)
+def _checkout_status(
+    services: Services, request: StripeV1GetCheckoutStatus, api_key_id: str | None
+) -> BaseModel:
+    return services.status.status(request, api_key_id=api_key_id)
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -95,6 +102,7 @@ OPERATIONS: tuple[Operation, ...] = (
         ),
         errors=(
             _INVALID,
+            _FORBIDDEN,
             (409, "The reference is paid, a payment for it is settling, or another checkout is in progress"),
             (429, "Too many new checkouts for this reference in the last minute (see Retry-After)"),
             *_UPSTREAM,
@@ -114,7 +122,7 @@ OPERATIONS: tuple[Operation, ...] = (
             "`/payment/stripe/v1/checkout/status.json`, `/api/StripeV1GetCheckoutStatus` and "
             "`/json/reply/StripeV1GetCheckoutStatus`."
         ),
-        errors=(_INVALID, (404, "No checkout session with this id for the company"), *_UPSTREAM),
+        errors=(_INVALID, _FORBIDDEN, (404, "No checkout session with this id for the company"), *_UPSTREAM),
     ),
 )
 

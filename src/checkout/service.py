@@ -36,6 +36,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from checkout.access import BOUND_KEYS_ONLY, AccessPolicy
 from checkout.attempt_recovery import Replayed, recovered_write, replay
 from checkout.contract import StripeCheckoutQueryResponse, StripeV1CreateCheckout, UiMode
 from checkout.domain import (
@@ -171,7 +172,9 @@ class CheckoutService:
         secret_name_prefix: str,
         sessions_per_minute: int = 10,
         clock: Callable[[], float] = time.time,
+        access: AccessPolicy = BOUND_KEYS_ONLY,
     ) -> None:
+        self._access = access
         self._directory = directory
         self._gateway = gateway
         self._registry = registry
@@ -196,19 +199,28 @@ class CheckoutService:
         """The session registry, shared with the other use cases."""
         return self._registry
 
-    def create_checkout(self, request: StripeV1CreateCheckout) -> CheckoutResult:
-        """Create, record and return a new session; expire the reference's open ones."""
+    @property
+    def access(self) -> AccessPolicy:
+        """Which API keys may act for which company, shared with the other use cases."""
+        return self._access
+
+    def create_checkout(self, request: StripeV1CreateCheckout, *, api_key_id: str | None) -> CheckoutResult:
+        """Create, record and return a new session; expire the reference's open ones.
+
+        `api_key_id` is the caller's API Gateway key (see access.py).
+        """
         if request.ui_mode is UiMode.EMBEDDED and request.cancel_url is not None:
             raise InvalidRequest(
                 [_field("NotAllowed", "CancelUrl", "is not allowed when 'UiMode' is embedded")]
             )
-        # On a cold container the key is fetched while the settings are read (checkout-admin
-        # stores it under this name); on a warm one both come from the cache.
-        self._gateway.prefetch_key(Merchant(f"{self._secret_name_prefix}{request.company_id}"))
         keys = [ArticleKey(a.article_type_id, a.article_id) for a in request.articles]
         settings, catalogue = self._directory.catalogue(request.company_id, keys)
+        self._access.check(settings, api_key_id)
         if settings is None or not settings.checkout_enabled:
             raise CheckoutNotConfigured()
+        # Nothing of the company's is touched before the caller's key is known to be bound
+        # to it; on a cold container the key is then fetched while the lease is taken.
+        self._gateway.prefetch_key(settings.merchant)
         spec = self._spec(request, settings, keys, catalogue)
 
         key = ReferenceKey(request.company_id, request.internal_reference_id)

@@ -710,18 +710,19 @@ class DynamoSessionRegistry:
         if before_ms is not None:
             condition += f" AND {layout.DUE_AT} <= :before"
             values[":before"] = before_ms
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": layout.DUE_INDEX,
-            "KeyConditionExpression": condition,
-        }
+        options: dict[str, Any] = {}
         if company_id is not None:
-            query["FilterExpression"] = "company_id = :company"
+            options["FilterExpression"] = "company_id = :company"
             values[":company"] = str(company_id)
-        query["ExpressionAttributeValues"] = to_item(values)
         while True:
             with aws_errors(_SERVICE):
-                page = self._client.query(**query)
+                page = self._client.query(
+                    TableName=self._table,
+                    IndexName=layout.DUE_INDEX,
+                    KeyConditionExpression=condition,
+                    ExpressionAttributeValues=to_item(values),
+                    **options,
+                )
             for raw in page.get("Items", []):
                 item = from_item(raw)
                 state = item.get("state")
@@ -734,7 +735,7 @@ class DynamoSessionRegistry:
                 )
             if "LastEvaluatedKey" not in page:
                 return
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            options["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _session_key(self, key: ReferenceKey, session_id: str) -> dict[str, Any]:
         return to_item({layout.PK: layout.reference_pk(key), layout.SK: layout.session_sk(session_id)})

@@ -22,6 +22,7 @@ from checkout.aws_clients import secretsmanager_client
 from checkout.config import Config
 from checkout.errors import UsageError
 from checkout.stripe_gateway import STRIPE_API_VERSION
+from checkout.stripe_keys import key_stage_problem
 from checkout.stripe_webhooks import (
     CONNECT,
     HANDLED_EVENTS,
@@ -86,14 +87,19 @@ def _stripe_key(args: argparse.Namespace, config: Config, stdin: Any) -> str:
         key = str(stdin.read()).strip()
         if not _SECRET_KEY.fullmatch(key):
             raise UsageError("standard input must hold a Stripe secret key (sk_... or rk_...)")
-        return key
-    name = f"{config.secret_name_prefix}{args.company_id}"
-    try:
-        return str(secretsmanager_client().get_secret_value(SecretId=name)["SecretString"]).strip()
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            raise UsageError("the company has no Stripe key stored: run company put first") from None
-        raise
+    else:
+        name = f"{config.secret_name_prefix}{args.company_id}"
+        try:
+            key = str(secretsmanager_client().get_secret_value(SecretId=name)["SecretString"]).strip()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                raise UsageError("the company has no Stripe key stored: run company put first") from None
+            raise
+    # A test endpoint on prod or a live one on another stage would hear the wrong money.
+    problem = key_stage_problem(key, config.stage)
+    if problem is not None:
+        raise UsageError(problem)
+    return key
 
 
 def _create_endpoint(args: argparse.Namespace, config: Config, stdin: Any, scope: str) -> dict[str, Any]:

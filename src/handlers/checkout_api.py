@@ -47,6 +47,10 @@ from checkout.servicestack import (
 
 # The verbs a predefined route takes; an operation answers 405 to the ones it does not serve.
 ANY_VERB = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+# On every answer, errors, preflights and JSONP included: answers carry client secrets,
+# so no cache may keep them and no browser may sniff them into another type; and the
+# CORS headers depend on the Origin, so a cache must not serve one origin's to another.
+_EVERY_ANSWER = {"Cache-Control": ["no-store"], "X-Content-Type-Options": ["nosniff"]}
 
 
 def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
@@ -111,8 +115,16 @@ def _run(operation: Operation) -> Response[str]:
             f"Could not find method named {event.http_method.capitalize()}({name}) or Any({name}) "
             "on Service CheckoutService",
         )
-    result = operation.handle(SERVICES, request)
+    result = operation.handle(SERVICES, request, _caller_key(request))
     return _answer(200, result.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def _caller_key(request: Any) -> str | None:
+    """The id of the API key API Gateway accepted (None: a bare `sam local invoke`); it and
+    the company label the request's log lines, which the access log cannot."""
+    api_key_id = app.current_event.request_context.identity.api_key_id
+    logger.append_keys(company_id=str(getattr(request, "company_id", "")), api_key_id=api_key_id)
+    return api_key_id
 
 
 def _custom_route(operation: Operation) -> Any:
@@ -239,10 +251,22 @@ def _bug(exc: Exception) -> Response[str]:
     return _error(500, "InternalError", "An unexpected error occurred; it has been logged.")
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
+def _with_edge_headers(response: dict[str, Any]) -> dict[str, Any]:
+    headers = response.get("multiValueHeaders") or {}
+    headers.update(_EVERY_ANSWER)
+    vary = [v.strip() for value in headers.get("Vary", []) for v in value.split(",") if v.strip()]
+    headers["Vary"] = [", ".join(dict.fromkeys([*vary, "Origin"]))]
+    response["multiValueHeaders"] = headers
+    return response
+
+
+# clear_state: the company and key of one request must not label the next one's logs.
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False, clear_state=True
+)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway REST proxy integration entry point."""
     # ServiceStack matches routes in any case; Powertools matches them as registered.
     event["path"] = canonical_path(event.get("path") or "/")
-    return app.resolve(event, context)
+    return _with_edge_headers(app.resolve(event, context))

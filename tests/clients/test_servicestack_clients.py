@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,14 @@ def base_url(local_api: LocalApiProcess) -> str:  # noqa: F811
     return local_api.url("Checkout API on")
 
 
+@pytest.fixture(scope="module")
+def api_key(local_api: LocalApiProcess) -> str:  # noqa: F811
+    """The key `./dev run` bound to the demo company, as its banner prints it."""
+    found = re.search(r"Demo API key:\s+(\S+)", local_api.banner)
+    assert found, local_api.banner
+    return found.group(1)
+
+
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=30) as response:
         text: str = response.read().decode("utf-8")
@@ -45,7 +54,7 @@ def _get(url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def node_results(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def node_results(base_url: str, api_key: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     node = shutil.which("node")
     assert node, "Node.js is needed for the npm client tests"
     modules = NODE_PROJECT / "node_modules"
@@ -61,7 +70,13 @@ def node_results(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> dic
         capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
-    env = {**os.environ, "BASE_URL": base_url, "COMPANY_ID": DEMO_COMPANY_ID, "RUN_ID": uuid.uuid4().hex[:8]}
+    env = {
+        **os.environ,
+        "BASE_URL": base_url,
+        "API_KEY": api_key,
+        "COMPANY_ID": DEMO_COMPANY_ID,
+        "RUN_ID": uuid.uuid4().hex[:8],
+    }
     ran = subprocess.run(
         [node, str(work / "build" / "client.js")],
         capture_output=True,
@@ -137,12 +152,12 @@ def dtos(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
 
 
 @pytest.fixture
-def client(base_url: str) -> Any:
+def client(base_url: str, api_key: str) -> Any:
     from servicestack import JsonServiceClient
     from servicestack.clients import append_querystring
 
     client = JsonServiceClient(base_url)
-    client.headers["x-api-key"] = "local"
+    client.headers["x-api-key"] = api_key
 
     # The Python client reads camelCase (or snake_case) names only, so it asks for them,
     # as it has to against the original host too.

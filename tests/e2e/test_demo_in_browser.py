@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -27,7 +27,9 @@ CONFIRMED = "Booking confirmed — paid"
 
 def _wait[T](browser: WebDriver, condition: Callable[[WebDriver], T], what: str, timeout: float = 20) -> T:
     try:
-        return WebDriverWait(browser, timeout, poll_frequency=0.1).until(condition)
+        # A page that re-renders (a form post answered) leaves stale elements behind: look again.
+        waiting = WebDriverWait(browser, timeout, 0.1, ignored_exceptions=(StaleElementReferenceException,))
+        return waiting.until(condition)
     except TimeoutException:
         raise AssertionError(f"timed out waiting for {what}; at {browser.current_url}") from None
 
@@ -40,7 +42,19 @@ def _open_demo(browser: WebDriver, local_api: LocalApiProcess, booking: str | No
     """Open the booking page; returns the booking reference it shows."""
     base = local_api.url("Checkout API on")
     browser.get(f"{base}/demo" + (f"?booking={booking}" if booking else ""))
-    _wait(browser, lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready"), "the demo page")
+    return _demo_ready(browser)
+
+
+def _demo_ready(browser: WebDriver) -> str:
+    """Wait until the booking page's script has run; returns the booking reference it shows."""
+    _wait(
+        browser,
+        lambda b: (
+            urlsplit(b.current_url).path == "/demo"
+            and b.find_element(By.TAG_NAME, "body").get_attribute("data-ready")
+        ),
+        "the demo page",
+    )
     return _text(browser, "#booking-ref")
 
 
@@ -171,7 +185,7 @@ def test_hosted_cancel_keeps_the_booking_unpaid_and_paying_again_replaces_the_se
     assert _states(record) == [(first, "open")] and record["current_session_id"] == first
 
     browser.find_element(By.ID, "retry").click()
-    assert _text(browser, "#booking-ref") == reference
+    assert _demo_ready(browser) == reference
     browser.find_element(By.ID, "pay-hosted").click()
     second = _on_emulator_page(browser, local_api)
     record = _registry(local_api, reference)
@@ -214,6 +228,8 @@ def test_delayed_payment_shows_processing_until_it_settles(
     _wait(browser, lambda b: b.find_elements(By.ID, "settle-succeeded"), "the settle button")
     screenshot("settle-on-emulator")
     browser.find_element(By.ID, "settle-succeeded").click()
+    # The bank's answer is a form post: let it finish before leaving the page.
+    _wait(browser, lambda b: _text(b, "#payment-status") == "paid", "the emulator to settle the payment")
     browser.get(confirmation)
     assert _status_shown(browser, "confirmed") == CONFIRMED
     screenshot("confirmation-page")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import subprocess
 import sys
+import time
 import uuid
 
 import boto3
@@ -42,7 +46,9 @@ def test_company_put_stores_settings_and_the_key_from_stdin(stack: Stack) -> Non
     assert result.returncode == 0, result.stderr
     assert STRIPE_KEY not in result.stdout + result.stderr
     secrets = boto3.client("secretsmanager")
-    assert secrets.get_secret_value(SecretId=f"checkout/stripe/{company_id}")["SecretString"] == STRIPE_KEY
+    assert (
+        secrets.get_secret_value(SecretId=f"checkout/dev/stripe/{company_id}")["SecretString"] == STRIPE_KEY
+    )
 
 
 def test_the_key_is_never_taken_from_the_command_line(stack: Stack) -> None:
@@ -98,6 +104,53 @@ def test_article_put_and_sessions_show_the_registry(stack: Stack) -> None:
 
     assert stored["currency"] == "sek" and stored["unit_amount"] == 120000 and stored["active"] is True
     assert empty["sessions"] == [] and empty["current_session_id"] is None
+
+
+def _read_terminal(master: int, until: bytes, timeout: float) -> bytes:
+    """What the terminal shows, until `until` appears, the program closes it, or time runs out."""
+    screen = b""
+    deadline = time.monotonic() + timeout
+    while until not in screen and time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the program exited and the terminal closed
+            break
+        if not chunk:
+            break
+        screen += chunk
+    return screen
+
+
+def test_a_key_typed_at_a_terminal_is_not_echoed(stack: Stack) -> None:
+    company_id = str(uuid.uuid4())
+    master, terminal = pty.openpty()
+    # A new session has no controlling terminal, so getpass falls back to standard input,
+    # the pseudo-terminal this test types into and reads the screen of.
+    process = subprocess.Popen(
+        [*CLI, "company", "put", "--company-id", company_id, "--stripe-secret-key-stdin"],
+        stdin=terminal, stdout=subprocess.PIPE, stderr=terminal, start_new_session=True,
+    )  # fmt: skip
+    os.close(terminal)
+    try:
+        screen = _read_terminal(master, b"Stripe secret key", timeout=30)
+        os.write(master, STRIPE_KEY.encode() + b"\n\x04")
+        output, _ = process.communicate(timeout=60)
+        screen += _read_terminal(master, b"\0", timeout=1)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+
+    # Booleans, so that a failure report does not print the key it is about.
+    prompted, echoed = b"Stripe secret key" in screen, STRIPE_KEY.encode() in screen + output
+    assert prompted, "no prompt on the terminal"
+    assert not echoed, "the key was echoed"
+    assert process.returncode == 0
+    stored = boto3.client("secretsmanager").get_secret_value(SecretId=f"checkout/dev/stripe/{company_id}")
+    assert stored["SecretString"] == STRIPE_KEY
 
 
 def test_reconcile_repairs_a_lost_webhook_and_prints_what_it_did(

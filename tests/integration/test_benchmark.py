@@ -31,7 +31,7 @@ def _dynamodb(url: str) -> DynamoDBClient:
     )
 
 
-def test_local_aws_adds_its_latency_to_every_call_outside_its_lock() -> None:
+def test_every_local_aws_call_takes_its_latency_slept_outside_the_lock() -> None:
     calls = CallLog()
     aws = LocalAws(latency=0.3, calls=calls).start()
     clients = [_dynamodb(aws.url) for _ in range(2)]
@@ -57,7 +57,7 @@ def test_local_aws_adds_its_latency_to_every_call_outside_its_lock() -> None:
     assert second.started < first.ended
 
 
-def test_the_emulator_adds_its_standing_latency_and_records_each_call() -> None:
+def test_every_emulator_call_takes_its_standing_latency_and_is_recorded() -> None:
     calls = CallLog()
     emulator = StripeEmulator(latency=0.05, calls=calls).start()
     try:
@@ -99,6 +99,7 @@ def test_a_quick_run_prints_every_scenario_and_figure_for_both_handlers() -> Non
     per_scenario = {
         "p50 latency (ms)": (number, ratio),
         "p95 latency (ms)": (number, ratio),
+        "critical path at the servers, p50 (ms)": (number, ratio),
         "CPU per request, mean (ms)": (number, ratio),
         "Stripe round trips, critical path": (count, None),
         "DynamoDB round trips, critical path": (count, None),

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+from concurrent.futures import Executor, Future
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.conftest import Api, Company, Stack, admin
+from checkout.aws_clients import dynamodb_client
+from checkout.company_store import DynamoCompanyDirectory
+from checkout.domain import ArticleKey
+from tests.conftest import TABLES, Api, Company, Stack, admin
 from tests.integration.test_failures import use_service
 
 
@@ -64,3 +69,41 @@ def test_the_stripe_key_is_fetched_once_per_ttl(
         assert api.post(company.request()).status == 200
 
     assert len(calls) == 1
+
+
+class _Inline(Executor):
+    """Runs submitted work at once, so a background refresh is observable in a test."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def test_an_entry_near_its_end_is_served_and_refreshed_in_the_background(
+    company: Company, stack: Stack
+) -> None:
+    now = [1000.0]
+    directory = DynamoCompanyDirectory(
+        dynamodb_client(), TABLES["COMPANIES_TABLE_NAME"], 10, refresher=_Inline(), clock=lambda: now[0]
+    )
+    reads: list[int] = []
+    original = directory._batch_get
+
+    def counting(*args: Any) -> Any:
+        reads.append(1)
+        return original(*args)
+
+    directory._batch_get = counting  # type: ignore[method-assign,assignment]
+    company_id, key = uuid.UUID(company.company_id), ArticleKey(1, 42)
+    assert directory.catalogue(company_id, [key])[1][key].unit_amount == 45000
+    _reprice(company, 50000)
+
+    now[0] += 5  # young: served from the cache, no read
+    assert directory.catalogue(company_id, [key])[1][key].unit_amount == 45000
+    now[0] += 4  # in its last fifth: still served, and read again behind it
+    assert directory.catalogue(company_id, [key])[1][key].unit_amount == 45000
+
+    assert len(reads) == 2
+    assert directory.catalogue(company_id, [key])[1][key].unit_amount == 50000
+    assert len(reads) == 2  # the refreshed entry is fresh again

@@ -385,16 +385,10 @@ def test_articles_in_different_currencies_are_a_400(api: Api, company: Company) 
     assert_error_body(reply, 400, "CurrencyMismatch", "Articles")
 
 
-def test_unknown_company_and_company_without_settings_get_the_same_answer(api: Api, company: Company) -> None:
-    import uuid
-
-    unknown = api.post(company.request(CompanyId=str(uuid.uuid4())))
+def test_a_disabled_company_is_not_configured_for_its_own_key(api: Api, stack: Stack) -> None:
     disabled = onboard(extra=("--disabled",))
-    switched_off = api.post(disabled.request())
 
-    for reply in (unknown, switched_off):
-        assert_error_body(reply, 400, "CheckoutNotConfigured", "CompanyId")
-    assert unknown.text == switched_off.text
+    assert_error_body(api.post(disabled.request()), 400, "CheckoutNotConfigured", "CompanyId")
 
 
 # -- open redirects --------------------------------------------------------------------
@@ -494,6 +488,26 @@ def test_jsonp_callbacks_are_made_safe_as_servicestack_does(
     assert reply.text.startswith(f"{echoed}(")
 
 
+@pytest.mark.parametrize(
+    ("callback", "echoed"),
+    [
+        ("caf\u00e9", "caf_"),
+        ("c\uff43", "c_"),
+        ("c\u0441", "c_"),
+        ("cb.x\u00fc", "cb.x_"),
+        ("cb\u0660", "cb_"),
+    ],
+)
+def test_jsonp_callbacks_are_echoed_in_ascii_only(
+    api: Api, company: Company, callback: str, echoed: str
+) -> None:
+    from urllib.parse import quote
+
+    reply = api.post(company.request(), query=f"callback={quote(callback)}")
+
+    assert reply.text.startswith(f"{echoed}(")
+
+
 def test_unknown_route_is_404(api: Api) -> None:
     assert_error_body(api.send("POST", "/payment/stripe/v2/checkout", {}), 404, "NotFound")
 
@@ -530,6 +544,37 @@ def test_cors_headers_on_answers_to_allowed_origins_only(api: Api, company: Comp
     assert "Access-Control-Allow-Origin" not in foreign.headers
 
 
+def test_preflight_from_a_foreign_origin_grants_nothing(api: Api) -> None:
+    reply = api.send(
+        "OPTIONS", ROUTE, headers={"Origin": "https://evil.test", "Access-Control-Request-Method": "POST"}
+    )
+
+    assert "Access-Control-Allow-Origin" not in reply.headers
+
+
+def test_every_answer_is_uncacheable_unsniffable_and_varies_on_origin(api: Api, company: Company) -> None:
+    embedded = company.request(UiMode="embedded", CancelUrl=None)
+    origin = {"Content-Type": "application/json", "Origin": ALLOWED_ORIGIN}
+    replies = {
+        "client secret": api.post(embedded),
+        "client secret to an allowed origin": api.post(embedded, headers=origin),
+        "validation error": api.post({}),
+        "jsonp": api.post(company.request(), query="callback=cb"),
+        "jsonp error": api.post({}, query="callback=cb"),
+        "unknown route": api.send("POST", "/payment/stripe/v2/checkout", {}),
+        "wrong method": api.send("GET", ROUTE),
+        "preflight": api.send(
+            "OPTIONS", ROUTE, headers={"Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST"}
+        ),
+    }
+
+    assert "ClientSecret" in replies["client secret"].json
+    for name, reply in replies.items():
+        assert reply.headers.get("Cache-Control") == "no-store", name
+        assert reply.headers.get("X-Content-Type-Options") == "nosniff", name
+        assert "Origin" in [v.strip() for v in reply.headers.get("Vary", "").split(",")], name
+
+
 # -- failures and bugs -------------------------------------------------------------------
 
 
@@ -537,7 +582,7 @@ def test_cors_headers_on_answers_to_allowed_origins_only(api: Api, company: Comp
 def test_an_unexpected_bug_is_a_500_without_details(
     api: Api, company: Company, handler_module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def explode(request: Any) -> Any:
+    def explode(request: Any, **kwargs: Any) -> Any:
         raise RuntimeError("internals of the service")
 
     monkeypatch.setattr(handler_module.SERVICES.checkout, "create_checkout", explode)

@@ -18,14 +18,14 @@ WORKERS = 20
 
 
 def _one_request(
-    barrier: Barrier, results: multiprocessing.Queue[tuple[int, dict[str, Any]]], body: str
+    barrier: Barrier, results: multiprocessing.Queue[tuple[int, dict[str, Any]]], body: str, key_id: str
 ) -> None:
     # Importing the handler is a cold start; the barrier makes the invocations, not the
     # imports, happen together.
     from handlers.checkout_api import lambda_handler
     from localdev.apigw import LocalContext, rest_event
 
-    event = rest_event("POST", ROUTE, body, headers={"Content-Type": "application/json"})
+    event = rest_event("POST", ROUTE, body, headers={"Content-Type": "application/json"}, api_key_id=key_id)
     barrier.wait(timeout=120)
     response = lambda_handler(event, LocalContext())
     results.put((response["statusCode"], json.loads(response["body"])))
@@ -39,7 +39,10 @@ def test_twenty_concurrent_requests_leave_exactly_one_open_recorded_session(
     barrier = spawn.Barrier(WORKERS)
     results: multiprocessing.Queue[tuple[int, dict[str, Any]]] = spawn.Queue()
     body = json.dumps(company.request(reference))
-    workers = [spawn.Process(target=_one_request, args=(barrier, results, body)) for _ in range(WORKERS)]
+    workers = [
+        spawn.Process(target=_one_request, args=(barrier, results, body, company.api_key_id))
+        for _ in range(WORKERS)
+    ]
     for worker in workers:
         worker.start()
     answers: list[tuple[int, dict[str, Any]]] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from localdev.apigw import LocalContext
 from localdev.aws_stack import FUNCTION, load_template
 from localdev.local_api import DEMO_COMPANY_ID, onboard_demo_company
 from tests.conftest import STRIPE_KEY, Api, Stack
+from tests.integration.test_failures import use_service
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 ENV_FILE = "env.json"
@@ -79,7 +81,14 @@ def test_every_event_file_has_an_expected_answer() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_event_goes_through_the_handler(api: Api, demo_company: str, name: str) -> None:
+def test_event_goes_through_the_handler(
+    api: Api, demo_company: str, name: str, handler_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The events carry no API key id, as `sam local invoke` sends them; env.json allows that.
+    overrides = json.loads((EVENTS / ENV_FILE).read_text(encoding="utf-8"))[FUNCTION]
+    use_service(
+        monkeypatch, handler_module, allow_unbound_api_keys=overrides["ALLOW_UNBOUND_API_KEYS"] == "true"
+    )
     event = json.loads((EVENTS / name).read_text(encoding="utf-8"))
 
     if event.get("source") in SCHEDULED:

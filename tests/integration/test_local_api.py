@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from localdev.local_api import DEMO_COMPANY_ID
 from localdev.openapi import DOCUMENT
 from tests.conftest import ROOT, SECRET_PATTERN, LocalApiProcess
 
@@ -75,9 +76,23 @@ def test_paying_on_the_emulator_page_returns_to_the_confirmation_url(local_api: 
     status, response_headers, _ = _request(session["Url"], b"", "POST")
 
     assert status == 303
-    assert response_headers["Location"].endswith("/demo/confirmed")
+    assert response_headers["Location"].endswith(
+        f"/demo/confirmed?session_id={session['SessionId']}&booking=demo-booking-paid"
+    )
     again_status, _, again = _request(url, paid_body, "POST", headers)
     assert again_status == 409 and json.loads(again)["ResponseStatus"]["ErrorCode"] == "AlreadyPaid"
+
+
+def test_only_the_printed_key_is_accepted_and_only_for_the_demo_company(local_api: LocalApiProcess) -> None:
+    url, body, headers = _curl(local_api.banner)
+    other_company = body.replace(DEMO_COMPANY_ID.encode(), b"0b8a5c1e-1111-4d2a-9e0f-3c4d5e6f7a8b")
+
+    unknown_status, _, _ = _request(url, body, "POST", {**headers, "x-api-key": "not-a-key"})
+    keyless_status, _, _ = _request(url, body, "POST", {"Content-Type": "application/json"})
+    foreign_status, _, foreign = _request(url, other_company, "POST", headers)
+
+    assert unknown_status == keyless_status == foreign_status == 403
+    assert json.loads(foreign)["ResponseStatus"]["ErrorCode"] == "Forbidden"
 
 
 def test_a_payment_on_the_emulator_page_is_heard_through_the_webhook_and_the_status_operation(
@@ -162,7 +177,7 @@ def test_the_documents_example_request_succeeds_against_the_demo_company(local_a
 
     status, _, body = _request(
         f"{base}/payment/stripe/v1/checkout", json.dumps(example).encode(), "POST",
-        {"Content-Type": "application/json", "x-api-key": "local"},
+        {"Content-Type": "application/json", "x-api-key": _curl(local_api.banner)[2]["x-api-key"]},
     )  # fmt: skip
 
     assert status == 200, body

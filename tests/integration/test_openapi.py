@@ -19,7 +19,7 @@ def test_openapi_document_describes_the_contract() -> None:
     schemas = document["components"]["schemas"]
 
     assert operation["operationId"] == "StripeV1CreateCheckout"
-    assert set(operation["responses"]) == {"200", "400", "409", "429", "502", "503", "504"}
+    assert set(operation["responses"]) == {"200", "400", "403", "409", "429", "502", "503", "504"}
     assert set(schemas["StripeV1CreateCheckout"]["required"]) == {
         "CompanyId", "CountryCode", "Articles", "InternalReferenceId",
     }  # fmt: skip

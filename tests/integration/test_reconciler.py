@@ -396,12 +396,13 @@ def test_a_pass_over_10000_settled_references_costs_what_its_3_open_ones_cost(
     client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.update([model.name]))
     registry = DynamoSessionRegistry(client, scale_table, config.lease_seconds)
     secrets = SecretCache(secretsmanager_client(), 300, ThreadPoolExecutor(max_workers=2))
-    gateway = StripeGateway(config, SecretsManagerKeys(secrets))
+    keys = SecretsManagerKeys(secrets, stage=config.stage, name_prefix=config.secret_name_prefix)
+    gateway = StripeGateway(config, keys)
     reconciler = Reconciler(
         DynamoCompanyDirectory(client, config.companies_table, 60),
         gateway,
         registry,
-        OutboxRelay(registry, EventBridgePublisher(events_client(), config.event_bus_name)),
+        OutboxRelay(registry, EventBridgePublisher(events_client, config.event_bus_name)),
         WebhookEndpoints(secrets, config.secret_name_prefix),
         grace_minutes=0,
     )
@@ -414,7 +415,7 @@ def test_a_pass_over_10000_settled_references_costs_what_its_3_open_ones_cost(
             f"scale-{uuid.uuid4().hex}", dataclasses.replace(spec, reference=key.reference), 0
         )
         session = gateway.create_session(
-            Merchant(f"checkout/stripe/{company_id}"), attempt.spec(), attempt.idempotency_key
+            Merchant(f"{config.secret_name_prefix}{company_id}"), attempt.spec(), attempt.idempotency_key
         )
         with registry.reference(key, attempt) as ref:
             ref.commit([SessionWrite(session, None, "hosted", created=True)], current_session_id=session.id,

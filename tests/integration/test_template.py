@@ -88,7 +88,7 @@ def test_every_variable_the_code_reads_is_documented_in_the_readme() -> None:
     sources = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "src").rglob("*.py"))
     sources += "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "localdev").rglob("*.py"))
     read = set(re.findall(r"""os\.environ(?:\.get)?\(\s*["']([A-Z][A-Z0-9_]+)["']""", sources))
-    read |= set(re.findall(r"""_(?:int|float|number)\(\s*["']([A-Z][A-Z0-9_]+)["']""", sources))
+    read |= set(re.findall(r"""_(?:int|float|number|flag)\(\s*["']([A-Z][A-Z0-9_]+)["']""", sources))
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
 
     assert read, "no configuration variables found; the pattern above is stale"

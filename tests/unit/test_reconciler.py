@@ -24,6 +24,7 @@ from checkout.service import CheckoutService
 from tests.fakes import FakeDirectory, FakePublisher, FakeStripe, InMemorySessionRegistry
 
 COMPANY = uuid.UUID("3f2504e0-4f89-11d3-9a0c-0305e82c3301")
+KEY = "key-of-the-company"
 SETTINGS = CompanySettings(
     company_id=COMPANY,
     checkout_enabled=True,
@@ -31,6 +32,7 @@ SETTINGS = CompanySettings(
     allowed_url_prefixes=("https://shop.example/",),
     default_confirmation_url="https://shop.example/done",
     refund_duplicate_payments=True,
+    api_key_ids=frozenset({KEY}),
 )
 ARTICLE = Article(ArticleKey(1, 42), "Haircut", 45000, "sek")
 
@@ -69,7 +71,8 @@ class World:
             "Articles": [{"ArticleId": 42, "ArticleTypeId": 1}],
             "InternalReferenceId": reference,
         }
-        return self.checkout.create_checkout(StripeV1CreateCheckout.model_validate(body)).session.id
+        request = StripeV1CreateCheckout.model_validate(body)
+        return self.checkout.create_checkout(request, api_key_id=KEY).session.id
 
     def key(self, reference: str) -> ReferenceKey:
         return ReferenceKey(COMPANY, reference)

@@ -63,3 +63,51 @@ def test_malformed_or_unsafe_urls_are_named(url: str, problem: str) -> None:
 
 def test_no_prefixes_allow_nothing() -> None:
     assert not is_allowed("https://booking.example.com/", [])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://booking.example.com/../admin",
+        "https://shop.example.org/sv/checkout/../../admin",
+        "https://shop.example.org/sv/checkout/%2e%2e/%2E%2E/admin",
+        "https://shop.example.org/sv/checkout/.%2e/admin",
+        "https://shop.example.org/sv/checkout/%2e./admin",
+        "https://shop.example.org/sv/checkout/./done",
+        "https://shop.example.org/sv/checkout/..",
+        "https://shop.example.org/sv/checkout%2f..%2f..%2fadmin",
+        "https://shop.example.org/sv/checkout%5c..%5cadmin",
+    ],
+)
+def test_dot_segments_and_encoded_slashes_are_refused_before_the_prefix_check(url: str) -> None:
+    assert url_problem(url) == "must not contain '.' or '..' path segments or encoded slashes"
+    assert not is_allowed(url, PREFIXES)
+
+
+@pytest.mark.parametrize(
+    "character",
+    [
+        "\u00a0",
+        "\u1680",
+        "\u2000",
+        "\u2007",
+        "\u200b",
+        "\u2028",
+        "\u2029",
+        "\u202e",
+        "\u3000",
+        "\ufeff",
+        "\u0085",
+    ],
+)
+def test_whitespace_and_invisible_characters_of_any_script_are_refused(character: str) -> None:
+    url = f"https://booking.example.com/done{character}x"
+
+    assert url_problem(url) == "must be an absolute https URL"
+    assert not is_allowed(url, PREFIXES)
+
+
+def test_paths_are_compared_after_decoding_unreserved_escapes() -> None:
+    assert is_allowed("https://shop.example.org/sv/%63heckout/done", PREFIXES)
+    assert is_allowed("https://shop.example.org/sv/checkout/d%C3%B6ne", PREFIXES)
+    assert not is_allowed("https://shop.example.org/sv/%63heckout-evil", PREFIXES)

@@ -2,7 +2,7 @@
 // at /types/typescript (written next to this file as dtos.ts by the pytest driver).
 // Prints one JSON object with what the client returned for each call.
 //
-//   BASE_URL=http://127.0.0.1:3000 COMPANY_ID=... node build/client.js
+//   BASE_URL=http://127.0.0.1:3000 API_KEY=... COMPANY_ID=... node build/client.js
 
 import { JsonServiceClient } from "@servicestack/client"
 import { ArticleToCreate, StripeCheckoutQueryResponse, StripeV1CreateCheckout } from "./dtos"
@@ -10,6 +10,7 @@ import { ArticleToCreate, StripeCheckoutQueryResponse, StripeV1CreateCheckout } 
 declare const process: { env: Record<string, string | undefined>; exit(code: number): never }
 
 const baseUrl = process.env.BASE_URL as string
+const apiKey = process.env.API_KEY as string
 const companyId = process.env.COMPANY_ID as string
 const run = process.env.RUN_ID as string
 
@@ -27,7 +28,7 @@ function checkout(reference: string, init: Partial<StripeV1CreateCheckout> = {})
 function client(basePath?: string | null) {
     const c = new JsonServiceClient(baseUrl)
     if (basePath !== undefined) c.useBasePath(basePath as string)
-    c.headers.set("x-api-key", "local")
+    c.headers.set("x-api-key", apiKey)
     return c
 }
 
