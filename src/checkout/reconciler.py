@@ -281,7 +281,7 @@ class Reconciler:
         if state.pending_attempts:
             if state.lease_held:
                 report.skipped += 1
-            elif self._finish_attempts(key, settings, report, budget):
+            elif self._finish_attempts(key, state, settings, report, budget):
                 state = self._registry.load(key)
         changed = [s.session_id for s in self._learn(key, state, settings, report, budget)]
         if changed:
@@ -303,9 +303,15 @@ class Reconciler:
     # -- attempts dead requests left -----------------------------------------------------
 
     def _finish_attempts(
-        self, key: ReferenceKey, settings: CompanySettings, report: ReconcileReport, budget: _Budget
+        self,
+        key: ReferenceKey,
+        state: ReferenceState,
+        settings: CompanySettings,
+        report: ReconcileReport,
+        budget: _Budget,
     ) -> bool:
         """Finish the reference's pending attempts under its lease; False when it is held."""
+        recorded = {s.session_id for s in state.sessions}
         news: list[CheckoutSession] = []
         done: list[tuple[str, str | None]] = []  # reported once committed
         failure: UpstreamFailure | None = None
@@ -322,6 +328,11 @@ class Reconciler:
                     if replayed.failure is not None:
                         failure = replayed.failure
                         keep.append(attempt)
+                    elif replayed.created is not None and replayed.created.id in recorded:
+                        # Recorded already (by a request that lost its lease): that record
+                        # stands, and what the replay learned goes through the transition.
+                        news.extend([] if replayed.final is None else [replayed.final])
+                        done.append(("finished an attempt whose session was recorded", replayed.created.id))
                     elif replayed.created is not None:
                         writes.append(recovered_write(replayed, still_open, news))
                         done.append(("recorded a session a dead request created", replayed.created.id))

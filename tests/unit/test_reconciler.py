@@ -16,11 +16,20 @@ from typing import Any
 import pytest
 
 from checkout.booking_events import OutboxRelay
-from checkout.contract import StripeV1CreateCheckout
-from checkout.domain import Article, ArticleKey, CompanySettings, ReferenceKey
+from checkout.contract import StripeV1CreateCheckout, UiMode
+from checkout.domain import (
+    Article,
+    ArticleKey,
+    CheckoutSpec,
+    CompanySettings,
+    LineItem,
+    PendingAttempt,
+    ReferenceKey,
+)
 from checkout.errors import UpstreamFailure
 from checkout.reconciler import Reconciler, ReconcileReport
 from checkout.service import CheckoutService
+from checkout.session_registry import SessionWrite
 from tests.fakes import FakeDirectory, FakePublisher, FakeStripe, InMemorySessionRegistry
 
 COMPANY = uuid.UUID("3f2504e0-4f89-11d3-9a0c-0305e82c3301")
@@ -35,6 +44,10 @@ SETTINGS = CompanySettings(
     api_key_ids=frozenset({KEY}),
 )
 ARTICLE = Article(ArticleKey(1, 42), "Haircut", 45000, "sek")
+SPEC = CheckoutSpec(
+    COMPANY, "ref-1", UiMode.HOSTED, "sv", (LineItem("Haircut", 45000, "sek", 1),), (1,),
+    "https://shop.example/done", None, None,
+)  # fmt: skip
 
 
 @dataclass
@@ -265,3 +278,21 @@ def test_asked_by_name_a_reference_is_repaired_at_once(world: World) -> None:
 
     assert ("ref-1", "recorded it failed", session_id) in repairs(report)
     assert world.publisher.types() == ["Checkout Payment Failed"]
+
+
+def test_an_attempt_whose_session_was_recorded_without_the_lease_keeps_that_record(world: World) -> None:
+    key = world.key("ref-1")
+    attempt = PendingAttempt.of("checkout-lost-lease", SPEC, 0)
+    with world.registry.reference(key, attempt) as ref:  # a request that lost its lease meanwhile
+        made = world.stripe.create_session(SETTINGS.merchant, SPEC, attempt.idempotency_key)
+        ref.record_unleased(
+            SessionWrite(world.stripe.expire_session(SETTINGS.merchant, made.id), None, "kept", created=True)
+        )
+    later(world)
+
+    report = world.reconciler.run()
+
+    state = world.registry.load(key)
+    assert state.pending_attempts == ()
+    assert [(s.session_id, s.ui_mode) for s in state.sessions] == [(made.id, "kept")]
+    assert ("ref-1", "finished an attempt whose session was recorded", made.id) in repairs(report)
