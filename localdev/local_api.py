@@ -347,6 +347,10 @@ class LocalStack:
             else f"emulator at {self.emulator.url if self.emulator else ''}"
         )
         assert self.aws is not None
+        # The reconciler (checkout-admin reconcile) calls Stripe: the emulator, unless real.
+        stripe_base = (
+            "" if self.real_stripe or self.emulator is None else f" STRIPE_API_BASE={self.emulator.url}"
+        )
         return "\n".join(
             [
                 f"Checkout API on {self.base_url}  (Stripe: {stripe}; AWS: moto at {self.aws.url})",
@@ -361,9 +365,10 @@ class LocalStack:
                 "checkout-admin against this stack, from another shell:",
                 f"  export AWS_ENDPOINT_URL={self.aws.url} AWS_DEFAULT_REGION=eu-north-1 "
                 "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
-                f"USAGE_PLAN_ID={os.environ['USAGE_PLAN_ID']}",
+                f"USAGE_PLAN_ID={os.environ['USAGE_PLAN_ID']}{stripe_base}",
                 "  .venv/bin/checkout-admin sessions "
                 f"--company-id {DEMO_COMPANY_ID} --reference demo-booking-1",
+                "  RECONCILE_GRACE_MINUTES=0 .venv/bin/checkout-admin reconcile   (a reconciler pass)",
                 "Booking events (Checkout Paid, ...) published to the bus land in a queue:",
                 f"  aws sqs receive-message --queue-url {self.events_queue_url} --max-number-of-messages 10",
                 "",

@@ -20,19 +20,21 @@ from checkout.domain import (
     CheckoutSession,
     CheckoutSpec,
     CompanySettings,
+    DueRecord,
     Merchant,
     OpenSession,
     PendingAttempt,
     ReferenceKey,
     ReferencePayment,
     ReferenceState,
+    Refund,
     SessionRecord,
     SessionState,
     SessionStatus,
 )
-from checkout.errors import LeaseLost, StripeCredentialsUnusable
-from checkout.reference_transitions import Transition, event_detail, transition
-from checkout.session_registry import ReferenceLease, SessionWrite, refusal
+from checkout.errors import CheckoutInProgress, LeaseLost, StripeCredentialsUnusable
+from checkout.reference_transitions import BookingEvent, Transition, event_detail, transition
+from checkout.session_registry import ReferenceLease, SessionWrite, owed_session_id, record_session, refusal
 from checkout.stripe_gateway import session_params
 
 
@@ -61,6 +63,9 @@ class FakeStripe:
     valid_keys: set[str] = field(default_factory=lambda: {"sk_test_current"})
     fail_create: list[Exception] = field(default_factory=list)
     fail_expire: list[Exception] = field(default_factory=list)
+    fail_retrieve: dict[str, Exception] = field(default_factory=dict)  # by session id, every time
+    refunds: list[tuple[str, str, str | None]] = field(default_factory=list)  # (pi, idempotency key, account)
+    undelivered: list[dict[str, Any]] = field(default_factory=list)  # events, newest first
     on_create: Callable[[], None] | None = None
     calls: list[str] = field(default_factory=list)
     key_fetches: int = 0
@@ -106,7 +111,22 @@ class FakeStripe:
 
     def retrieve_session(self, merchant: Merchant, session_id: str) -> CheckoutSession:
         self._with_key(merchant)
+        self.calls.append(f"retrieve {session_id}")
+        if session_id in self.fail_retrieve:
+            raise self.fail_retrieve[session_id]
         return self.sessions[session_id]
+
+    def refund_payment(self, merchant: Merchant, payment_intent_id: str, idempotency_key: str) -> Refund:
+        self._with_key(merchant)
+        with self.lock:
+            self.calls.append(f"refund {payment_intent_id}")
+            if not any(pi == payment_intent_id for pi, _, _ in self.refunds):  # Stripe's own record first
+                self.refunds.append((payment_intent_id, idempotency_key, merchant.stripe_account))
+            return Refund(f"re_{payment_intent_id}", 45000, "sek", "succeeded")
+
+    def undelivered_session_events(self, merchant: Merchant, since: int) -> list[dict[str, Any]]:
+        self._with_key(merchant)
+        return list(self.undelivered)
 
     def expire_session(self, merchant: Merchant, session_id: str) -> CheckoutSession:
         self._with_key(merchant)
@@ -120,9 +140,14 @@ class FakeStripe:
                 self.sessions[session_id] = session
             return session
 
-    def pay(self, session_id: str, payment_status: str = "paid") -> CheckoutSession:
+    def pay(self, session_id: str, payment_status: str = "paid", *, failed: bool = False) -> CheckoutSession:
+        """The payer pays (`unpaid`: by a delayed method; `failed`: which then failed)."""
         session = replace(
-            self.sessions[session_id], status=SessionStatus.COMPLETE, payment_status=payment_status
+            self.sessions[session_id],
+            status=SessionStatus.COMPLETE,
+            payment_status=payment_status,
+            payment_intent_id=f"pi_{session_id}",
+            payment_failed=failed,
         )
         self.sessions[session_id] = session
         return session
@@ -144,8 +169,14 @@ class _Head:
     last_commit: str | None = None
 
 
+_UNSETTLED = {SessionState.OPEN, SessionState.PROCESSING}
+
+
 class InMemorySessionRegistry:
-    """The DynamoDB registry's semantics in dicts, behind one lock (DynamoDB's atomicity)."""
+    """The DynamoDB registry's semantics in dicts, behind one lock (DynamoDB's atomicity).
+
+    `due` mirrors the due index: (reference, session id or None for the head) -> due_at_ms.
+    """
 
     def __init__(self, lease_seconds: int = 90, clock: Callable[[], float] | None = None) -> None:
         self._lease_ms = lease_seconds * 1000
@@ -153,41 +184,55 @@ class InMemorySessionRegistry:
         self._lock = threading.RLock()
         self._heads: dict[ReferenceKey, _Head] = {}
         self._records: dict[ReferenceKey, dict[str, SessionRecord]] = {}
+        self._due: dict[tuple[ReferenceKey, str | None], int] = {}
+        self._double_payments: set[tuple[ReferenceKey, str]] = set()
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
     @contextmanager
-    def reference(self, key: ReferenceKey, attempt: PendingAttempt) -> Iterator[ReferenceLease]:
+    def reference(self, key: ReferenceKey, attempt: PendingAttempt | None = None) -> Iterator[ReferenceLease]:
         lease = self._take(key, attempt)
         try:
             yield lease
         finally:
             if not lease.committed:
-                self._release(lease, (*lease.stale_attempts, lease.attempt))
+                own = () if lease.attempt is None else (lease.attempt,)
+                self._release(lease, (*lease.stale_attempts, *own))
 
-    def _take(self, key: ReferenceKey, attempt: PendingAttempt) -> ReferenceLease:
+    def _take(self, key: ReferenceKey, attempt: PendingAttempt | None) -> ReferenceLease:
         owner = uuid.uuid4().hex
         with self._lock:
+            if attempt is None and key not in self._heads:
+                raise CheckoutInProgress()
             head = self._heads.setdefault(key, _Head())
             held = head.lease_owner is not None and head.lease_expires_at_ms >= self._now_ms()
-            if held or head.payment.state.value != "payable":
+            if held and attempt is None:
+                raise CheckoutInProgress()
+            if held or (attempt is not None and head.payment.state.value != "payable"):
                 raise refusal({"payment_state": head.payment.state.value})
             head.lease_owner = owner
             head.lease_expires_at_ms = self._now_ms() + self._lease_ms
-            head.attempts.append(attempt)
+            if attempt is not None:
+                head.attempts.append(attempt)
+            self._due[(key, None)] = head.lease_expires_at_ms
+            own_key = None if attempt is None else attempt.idempotency_key
             return ReferenceLease(
                 key=key,
                 owner=owner,
                 attempt=attempt,
                 current_session_id=head.current_session_id,
                 open_sessions=tuple(head.open_sessions[s] for s in sorted(head.open_sessions)),
-                stale_attempts=tuple(
-                    a for a in head.attempts if a.idempotency_key != attempt.idempotency_key
-                ),
+                stale_attempts=tuple(a for a in head.attempts if a.idempotency_key != own_key),
                 recent_creations_ms=tuple(head.recent_creations_ms),
                 _registry=self,  # type: ignore[arg-type]
             )
+
+    def _head_due(self, key: ReferenceKey, keep_attempts: Sequence[PendingAttempt]) -> None:
+        if keep_attempts:
+            self._due[(key, None)] = self._now_ms()
+        else:
+            self._due.pop((key, None), None)
 
     def _held(self, lease: ReferenceLease) -> _Head:
         head = self._heads[lease.key]
@@ -197,7 +242,9 @@ class InMemorySessionRegistry:
 
     def _renew(self, lease: ReferenceLease) -> None:
         with self._lock:
-            self._held(lease).lease_expires_at_ms = self._now_ms() + self._lease_ms
+            head = self._held(lease)
+            head.lease_expires_at_ms = self._now_ms() + self._lease_ms
+            self._due[(lease.key, None)] = head.lease_expires_at_ms
 
     def _release(self, lease: ReferenceLease, keep_attempts: Sequence[PendingAttempt]) -> None:
         with self._lock:
@@ -207,6 +254,7 @@ class InMemorySessionRegistry:
                 return
             head.attempts = list(keep_attempts)
             head.lease_owner = None
+            self._head_due(lease.key, keep_attempts)
 
     def _commit(
         self,
@@ -231,6 +279,7 @@ class InMemorySessionRegistry:
                 head.current_session_id = current_session_id
             head.lease_owner = None
             head.last_commit = lease.owner
+            self._head_due(lease.key, keep_attempts)
 
     def _record_unleased(self, key: ReferenceKey, write: SessionWrite) -> None:
         with self._lock:
@@ -259,6 +308,15 @@ class InMemorySessionRegistry:
             records[session.id] = replace(
                 old, status=session.status, state=session.state, payment_status=session.payment_status
             )
+        self._mark(key, session.id, session.state in _UNSETTLED, now_ms)
+
+    def _mark(self, key: ReferenceKey, session_id: str, due: bool, now_ms: int) -> None:
+        if due:
+            self._due[(key, session_id)] = now_ms
+        else:
+            self._due.pop((key, session_id), None)
+        record = self._records[key][session_id]
+        self._records[key][session_id] = replace(record, due=due)
 
     def apply_news(self, key: ReferenceKey, session: CheckoutSession) -> Transition | None:
         with self._lock:
@@ -288,6 +346,11 @@ class InMemorySessionRegistry:
                     "detail": event_detail(event, key, session, result.payment),
                     "owed_at_ms": self._now_ms(),
                 }
+            if BookingEvent.DOUBLE_PAYMENT in result.events:
+                self._double_payments.add((key, session.id))
+            self._mark(
+                key, session.id, result.session_state in _UNSETTLED or bool(result.events), self._now_ms()
+            )
             return result
 
     def owed_events(self, key: ReferenceKey) -> list[OwedEvent]:
@@ -302,6 +365,62 @@ class InMemorySessionRegistry:
         with self._lock:
             for event_id in event_ids:
                 self._heads[key].outbox.pop(event_id, None)
+            for session_id in dict.fromkeys(owed_session_id(e) for e in event_ids):
+                refund_published = f"{BookingEvent.REFUNDED.value}#{session_id}" in event_ids
+                self._leave_due(key, session_id, double_payment_settled=refund_published)
+
+    def finished(self, key: ReferenceKey, session_id: str) -> None:
+        with self._lock:
+            self._leave_due(key, session_id, double_payment_settled=True)
+
+    def _leave_due(self, key: ReferenceKey, session_id: str, *, double_payment_settled: bool) -> None:
+        record = self._records.get(key, {}).get(session_id)
+        if record is None or (key, session_id) not in self._due or record.state in _UNSETTLED:
+            return
+        if not double_payment_settled and (key, session_id) in self._double_payments:
+            return
+        self._mark(key, session_id, False, 0)
+
+    def look_again(self, key: ReferenceKey, session_id: str | None, at_ms: int) -> None:
+        with self._lock:
+            if (key, session_id) in self._due:
+                self._due[(key, session_id)] = at_ms
+
+    def record_refund(self, key: ReferenceKey, session_id: str, refund: Refund) -> bool:
+        with self._lock:
+            record = self._records.get(key, {}).get(session_id)
+            if record is None or record.refund_id is not None:
+                return False
+            head = self._heads[key]
+            event = BookingEvent.REFUNDED
+            head.outbox[f"{event.value}#{session_id}"] = {
+                "detail_type": event.value,
+                "detail": event_detail(event, key, record_session(record), head.payment, refund),
+                "owed_at_ms": self._now_ms(),
+            }
+            self._records[key][session_id] = replace(record, refund_id=refund.id)
+            self._mark(key, session_id, True, self._now_ms())
+            return True
+
+    def due(self, before_ms: int | None = None, company_id: uuid.UUID | None = None) -> Iterator[DueRecord]:
+        with self._lock:
+            found = []
+            for (key, session_id), due_at_ms in self._due.items():
+                if (before_ms is not None and due_at_ms > before_ms) or (
+                    company_id is not None and key.company_id != company_id
+                ):
+                    continue
+                record = None if session_id is None else self._records[key][session_id]
+                found.append(
+                    DueRecord(
+                        key,
+                        due_at_ms,
+                        session_id,
+                        None if record is None else record.state,
+                        None if record is None else record.stripe_account,
+                    )
+                )
+        return iter(sorted(found, key=lambda r: r.due_at_ms))
 
     def find_session(self, session_id: str) -> tuple[ReferenceKey, SessionRecord] | None:
         with self._lock:

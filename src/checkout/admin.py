@@ -1,4 +1,4 @@
-"""`checkout-admin`: onboard companies, bind API keys, catalogue articles, inspect the registry.
+"""`checkout-admin`: onboard companies, bind API keys, catalogue articles, inspect and reconcile the registry.
 
 Uses the function's own configuration variables (table names, secret name prefix, AWS
 endpoint), so it works against a deployed stage and against the local API alike. The
@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import os
 import re
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -34,9 +36,11 @@ from checkout.company_store import (
     put_article,
     put_settings,
 )
+from checkout.composition import build_reconciler
 from checkout.config import Config
 from checkout.domain import ArticleKey, ReferenceKey
 from checkout.errors import CheckoutError, ConfigurationError, UsageError
+from checkout.observability import logger
 from checkout.session_registry import DynamoSessionRegistry
 from checkout.stripe_keys import key_stage_problem
 from checkout.url_policy import is_allowed, url_problem
@@ -125,6 +129,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     put.add_argument("--disabled", action="store_true", help="store the settings with Checkout switched off")
     put.add_argument(
+        "--refund-duplicate-payments",
+        action="store_true",
+        help="refund in full a second payment of an already paid reference (the reconciler does it)",
+    )
+    put.add_argument(
         "--api-key-id",
         action="append",
         type=_api_key_id,
@@ -175,6 +184,16 @@ def _parser() -> argparse.ArgumentParser:
     sessions = commands.add_parser("sessions", help="what the registry holds for a reference")
     sessions.add_argument("--company-id", type=_guid, required=True)
     sessions.add_argument("--reference", required=True, help="the InternalReferenceId")
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="run a reconciler pass now and print what it repaired",
+        description="The scheduled reconciler's pass, by hand: what is due (older than "
+        "RECONCILE_GRACE_MINUTES), then undelivered webhook events. With --reference, that "
+        "one reference at once, due or not.",
+    )
+    reconcile.add_argument("--company-id", type=_guid, help="only this company's records")
+    reconcile.add_argument("--reference", help="only this InternalReferenceId (needs --company-id)")
     return parser
 
 
@@ -229,6 +248,7 @@ def company_put(args: argparse.Namespace, config: Config, stdin: Any) -> dict[st
         allowed_url_prefixes=list(args.allowed_url_prefix),
         default_confirmation_url=args.confirmation_url,
         default_cancel_url=args.cancel_url,
+        refund_duplicate_payments=args.refund_duplicate_payments,
     )
     dynamodb = dynamodb_client()
     bound = put_settings(dynamodb, config.companies_table, args.company_id, settings)
@@ -326,8 +346,36 @@ def sessions_show(args: argparse.Namespace, config: Config) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _logging_to_stderr() -> Iterator[None]:
+    """The JSON printed at the end is the command's output; the log of the work it does
+    (the reconciler's repairs, one line each) goes to standard error meanwhile."""
+    handler = logger.registered_handler
+    if not isinstance(handler, logging.StreamHandler):
+        yield
+        return
+    previous, handler.stream = handler.stream, sys.stderr
+    try:
+        yield
+    finally:
+        handler.stream = previous
+
+
+def reconcile(args: argparse.Namespace, config: Config) -> dict[str, Any]:
+    """One reconciler pass (or one reference), as the scheduled function runs it."""
+    if args.reference is not None and args.company_id is None:
+        raise UsageError("--reference needs --company-id")
+    reconciler = build_reconciler(config)
+    if args.reference is not None:
+        report = reconciler.reconcile_reference(ReferenceKey(args.company_id, args.reference))
+    else:
+        report = reconciler.run(company_id=args.company_id)
+    return report.to_dict()
+
+
 def main(argv: Sequence[str] | None = None, stdin: Any = None) -> int:
-    """Run one command; print its result as JSON. Exit 0 on success, 1 on AWS failure, 2 on bad input."""
+    """Run one command; print its result as JSON. Exit 0 on success, 1 on AWS failure (or a
+    reconcile that failed on something), 2 on bad input."""
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -340,6 +388,9 @@ def main(argv: Sequence[str] | None = None, stdin: Any = None) -> int:
             result = article_put(args, config)
         elif args.command == "webhook":
             result = webhook_command(args, config, stdin or sys.stdin)
+        elif args.command == "reconcile":
+            with _logging_to_stderr():
+                result = reconcile(args, config)
         else:
             result = sessions_show(args, config)
     except CompanyNotOnboarded as exc:
@@ -352,4 +403,4 @@ def main(argv: Sequence[str] | None = None, stdin: Any = None) -> int:
     except stripe.StripeError as exc:
         parser.exit(1, f"checkout-admin: Stripe refused: {exc.user_message or type(exc).__name__}\n")
     print(json.dumps(result, indent=2, default=str))
-    return 0
+    return 1 if result.get("failed") else 0

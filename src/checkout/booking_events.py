@@ -25,6 +25,7 @@ from checkout.aws_clients import aws_errors
 from checkout.domain import ReferenceKey
 from checkout.errors import UpstreamFailure
 from checkout.observability import count, logger
+from checkout.reference_transitions import BookingEvent
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -109,4 +110,13 @@ class OutboxRelay:
         self._outbox.settle_owed(key, [e.event_id for e in owed])
         count("BookingEventsPublished", len(owed))
         logger.info("Booking events published", extra={"events": [e.event_id for e in owed]})
+        doubles = [e for e in owed if e.detail_type == BookingEvent.DOUBLE_PAYMENT.value]
+        if doubles:
+            # Counted where every path's news reaches the booking system; a payer was charged
+            # twice, so the metric has an alarm (template.yaml: DoublePaymentsAlarm).
+            count("DoublePayments", len(doubles))
+            logger.error(
+                "A reference was paid twice",
+                extra={"reference": key.reference, "sessions": [e.detail.get("SessionId") for e in doubles]},
+            )
         return len(owed)

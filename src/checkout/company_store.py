@@ -39,6 +39,7 @@ class SettingsItem(BaseModel):
     allowed_url_prefixes: list[str] = Field(default_factory=list)
     default_confirmation_url: str | None = None
     default_cancel_url: str | None = None
+    refund_duplicate_payments: bool = False
     # A DynamoDB string set, changed only by bind_api_keys: storing the settings again
     # keeps the company's keys working.
     api_key_ids: frozenset[str] = frozenset()
@@ -53,6 +54,7 @@ class SettingsItem(BaseModel):
             allowed_url_prefixes=tuple(self.allowed_url_prefixes),
             default_confirmation_url=self.default_confirmation_url,
             default_cancel_url=self.default_cancel_url,
+            refund_duplicate_payments=self.refund_duplicate_payments,
             api_key_ids=self.api_key_ids,
         )
 

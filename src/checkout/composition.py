@@ -24,6 +24,7 @@ from checkout.stripe_gateway import StripeGateway
 from checkout.stripe_keys import SecretsManagerKeys
 
 if TYPE_CHECKING:
+    from checkout.reconciler import Reconciler
     from checkout.stripe_webhooks import StripeWebhookService
 
 # Calls one request makes at once: the create, the priors' expiries, the key fetch.
@@ -87,4 +88,31 @@ def build_webhook_service(config: Config) -> StripeWebhookService:
         registry,
         relay,
         tolerance_seconds=config.webhook_tolerance_seconds,
+    )
+
+
+def build_reconciler(config: Config) -> Reconciler:
+    """The reconciler wired to DynamoDB, Secrets Manager, Stripe and EventBridge.
+
+    It uses the same adapters as the checkout function: the same leases (so
+    `CHECKOUT_LEASE_SECONDS` must be the same), the same keys, the same gateway.
+    """
+    # Imported here: the API functions never reconcile and need not load it.
+    from checkout.reconciler import Reconciler
+    from checkout.stripe_webhooks import WebhookEndpoints
+
+    registry, relay = _registry_and_relay(config)
+    secrets = _secrets(config)
+    directory = DynamoCompanyDirectory(
+        dynamodb_client(), config.companies_table, config.settings_cache_seconds
+    )
+    return Reconciler(
+        directory,
+        StripeGateway(
+            config, SecretsManagerKeys(secrets, stage=config.stage, name_prefix=config.secret_name_prefix)
+        ),
+        registry,
+        relay,
+        WebhookEndpoints(secrets, config.secret_name_prefix),
+        grace_minutes=config.reconcile_grace_minutes,
     )

@@ -72,6 +72,7 @@ class Config:
     metrics_namespace: str
     event_bus_name: str
     webhook_tolerance_seconds: int
+    reconcile_grace_minutes: int
     stage: str = "dev"
     allow_unbound_api_keys: bool = False
 
@@ -118,4 +119,7 @@ class Config:
             event_bus_name=os.environ.get("EVENT_BUS_NAME", "") or f"stripe-checkout-events-{stage}",
             # How old a webhook's signature timestamp may be; Stripe's libraries default to 300.
             webhook_tolerance_seconds=_number("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300, 1, int),
+            # How old a record must be before the reconciler looks at it: time for the
+            # webhook (and the request that wrote it) to do their part first.
+            reconcile_grace_minutes=_number("RECONCILE_GRACE_MINUTES", 5, 0, int),
         )

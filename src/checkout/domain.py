@@ -51,6 +51,8 @@ class CompanySettings:
     allowed_url_prefixes: tuple[str, ...] = ()
     default_confirmation_url: str | None = None
     default_cancel_url: str | None = None
+    # Refund a second payment of a reference in full (the reconciler does it).
+    refund_duplicate_payments: bool = False
     # The API Gateway key ids that may act for the company (see access.py).
     api_key_ids: frozenset[str] = frozenset()
 
@@ -225,6 +227,29 @@ class SessionRecord:
     payment_intent_id: str | None = None
     customer_email: str | None = None
     livemode: bool = False
+    refund_id: str | None = None  # the refund of a double payment, once made
+    due: bool = False  # in the reconciler's due index (see dynamodb_layout)
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A refund at Stripe."""
+
+    id: str
+    amount: int
+    currency: str
+    status: str
+
+
+@dataclass(frozen=True)
+class DueRecord:
+    """An entry of the reconciler's due index: a reference's head, or one of its sessions."""
+
+    key: ReferenceKey
+    due_at_ms: int
+    session_id: str | None = None  # None: the head (pending attempts)
+    state: SessionState | None = None  # the session's state as the index last saw it
+    stripe_account: str | None = None
 
 
 @dataclass(frozen=True)

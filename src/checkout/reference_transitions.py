@@ -19,6 +19,8 @@ The rules, which hold however late, duplicated or out of order Stripe's news arr
 - "Checkout Expired" is owed only when the reference's current session expires while
   the reference is payable: the booking's checkout lapsed unpaid. Sessions this service
   expires because a newer checkout replaced them are not news to the booking system.
+- A double payment may be refunded (`refundable`), never the payment that pays the
+  reference; the refund itself is the reconciler's follow-up ("Checkout Refunded").
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from checkout.domain import CheckoutSession, PaymentState, ReferenceKey, ReferencePayment, SessionState
+from checkout.domain import (
+    CheckoutSession,
+    PaymentState,
+    ReferenceKey,
+    ReferencePayment,
+    Refund,
+    SessionState,
+)
 
 
 class BookingEvent(StrEnum):
@@ -98,10 +107,27 @@ def transition(
     return Transition(observed, payment, events, changed=True)
 
 
+def refundable(payment: ReferencePayment, session_id: str) -> bool:
+    """Whether `session_id` paid a reference that another session had already paid.
+
+    Only such a later payment may be refunded as a duplicate; the payment that pays the
+    reference (`paid_session_id`) never is, whatever else is recorded.
+    """
+    return session_id in payment.extra_paid_session_ids and session_id != payment.paid_session_id
+
+
 def event_detail(
-    event: BookingEvent, key: ReferenceKey, session: CheckoutSession, payment: ReferencePayment
+    event: BookingEvent,
+    key: ReferenceKey,
+    session: CheckoutSession,
+    payment: ReferencePayment,
+    refund: Refund | None = None,
 ) -> dict[str, Any]:
-    """The `detail` of a booking event about `session`, as consumers receive it."""
+    """The `detail` of a booking event about `session`, as consumers receive it.
+
+    A double payment and its refund also name the session that pays the reference
+    (`PaidSessionId`); the refund names Stripe's refund and the amount returned.
+    """
     detail: dict[str, Any] = {
         "CompanyId": str(key.company_id),
         "InternalReferenceId": key.reference,
@@ -112,6 +138,9 @@ def event_detail(
         "PaymentStatus": session.payment_status,
         "Livemode": session.livemode,
     }
-    if event is BookingEvent.DOUBLE_PAYMENT:
+    if event in {BookingEvent.DOUBLE_PAYMENT, BookingEvent.REFUNDED}:
         detail["PaidSessionId"] = payment.paid_session_id
+    if refund is not None:
+        detail["RefundId"] = refund.id
+        detail["AmountRefunded"] = refund.amount
     return {k: v for k, v in detail.items() if v is not None}

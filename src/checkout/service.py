@@ -22,7 +22,7 @@ DynamoDB round trips on the critical path:
    the current pointer and the open set, and releases the lease.
 4. A crash anywhere leaves the attempt stored; the next request (or the reconciler)
    replays it with its idempotency key, so Stripe answers with the same session, which
-   is then recorded and expired.
+   is then recorded and expired (`attempt_recovery`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from checkout.access import BOUND_KEYS_ONLY, AccessPolicy
+from checkout.attempt_recovery import Replayed, recovered_write, replay
 from checkout.contract import StripeCheckoutQueryResponse, StripeV1CreateCheckout, UiMode
 from checkout.domain import (
     Article,
@@ -155,16 +156,6 @@ def idempotency_key(key: ReferenceKey) -> str:
     """
     digest = hashlib.sha256(f"{key.company_id}\n{key.reference}".encode()).hexdigest()[:32]
     return f"checkout-{digest}-{uuid.uuid4().hex}"
-
-
-@dataclass(frozen=True)
-class _Replayed:
-    """What became of an attempt a dead request left behind."""
-
-    attempt: PendingAttempt
-    created: CheckoutSession | None = None  # None: nothing was (or will be) created
-    final: CheckoutSession | None = None  # its state after we expired it
-    failure: UpstreamFailure | None = None  # Stripe failed: the attempt stays for later
 
 
 class CheckoutService:
@@ -334,6 +325,7 @@ class CheckoutService:
     def _checkout(
         self, ref: ReferenceLease, settings: CompanySettings, spec: CheckoutSpec
     ) -> tuple[CheckoutSession, int]:
+        assert ref.attempt is not None  # a checkout holds the reference with its own attempt
         merchant = settings.merchant
         creating = self._executor.submit(
             self._gateway.create_session, merchant, spec, ref.attempt.idempotency_key
@@ -347,7 +339,9 @@ class CheckoutService:
             for prior in ref.open_sessions
         }
         replaying = [
-            self._executor.submit(self._replay, settings.stripe_secret_name, stale)
+            self._executor.submit(
+                replay, self._gateway, settings.stripe_secret_name, stale, ref.current_session_id
+            )
             for stale in ref.stale_attempts
         ]
 
@@ -408,7 +402,7 @@ class CheckoutService:
         self,
         ref: ReferenceLease,
         expiring: dict[str, Future[CheckoutSession]],
-        replaying: list[Future[_Replayed]],
+        replaying: list[Future[Replayed]],
     ) -> tuple[
         list[SessionWrite],
         list[OpenSession],
@@ -441,53 +435,8 @@ class CheckoutService:
             elif replayed.created is not None and replayed.created.id not in recorded:
                 # (An attempt whose session is already recorded, as after a lease write that
                 # landed late and re-added it, is settled by the prior's expiry above.)
-                writes.append(self._replayed_write(replayed, still_open, news))
+                writes.append(recovered_write(replayed, still_open, news))
         return writes, still_open, news, failures, keep
-
-    def _replayed_write(
-        self, replayed: _Replayed, still_open: list[OpenSession], news: list[CheckoutSession]
-    ) -> SessionWrite:
-        assert replayed.created is not None
-        spec = replayed.attempt.spec()
-        final = replayed.final
-        logger.warning(
-            "Recovered a session an unfinished request had created", extra={"session_id": replayed.created.id}
-        )
-        if final is None:  # Stripe failed to expire it: it stays open, recorded, not current
-            still_open.append(OpenSession(replayed.created.id, spec.stripe_account))
-            final = replayed.created
-        elif final.state is not SessionState.EXPIRED:
-            news.append(final)  # recorded as created; the transition records the rest
-            final = replayed.created
-        return SessionWrite(
-            final,
-            spec.stripe_account,
-            spec.ui_mode.value,
-            created=True,
-            created_at_ms=replayed.attempt.started_at_ms,
-        )
-
-    def _replay(self, secret_name: str, attempt: PendingAttempt) -> _Replayed:
-        """Replay a dead request's create (Stripe answers with the session it made then)
-        and expire the result; an attempt that cannot be replayed is dropped."""
-        try:
-            spec = attempt.spec()
-        except ValueError:
-            logger.error(
-                "Dropped an unreadable pending attempt", extra={"started_at_ms": attempt.started_at_ms}
-            )
-            return _Replayed(attempt)
-        merchant = Merchant(secret_name, spec.stripe_account)
-        try:
-            created = self._gateway.create_session(merchant, spec, attempt.idempotency_key)
-        except StripeRejected:
-            return _Replayed(attempt)  # a definite refusal: nothing was created
-        except UpstreamFailure as failure:
-            return _Replayed(attempt, failure=failure)
-        try:
-            return _Replayed(attempt, created, self._gateway.expire_session(merchant, created.id))
-        except UpstreamFailure:
-            return _Replayed(attempt, created)
 
     def _unrecorded(
         self, ref: ReferenceLease, merchant: Merchant, new: SessionWrite, *, lost_lease: bool

@@ -32,11 +32,18 @@ the retry a no-op for ten minutes as well). A request that fails gives back what
 can: the lease (keeping the attempts for a replay), or, when the lease write itself
 failed after it may have been applied, the lease and its own attempt, which never
 reached Stripe. When DynamoDB cannot be reached at all, the lease lapses by itself.
+
+The reconciler holds a reference the same way, without an attempt of its own
+(`registry.reference(key)`), to finish attempts that dead requests left behind. Every
+write here also keeps the item's place in the reconciler's due index (`due_shard`,
+`due_at_ms`; see `dynamodb_layout`) in the same request, so the index cannot drift from
+the records it points at.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import threading
 import time
 import uuid
@@ -52,12 +59,14 @@ from checkout.aws_clients import aws_errors, from_item, to_item
 from checkout.booking_events import OwedEvent
 from checkout.domain import (
     CheckoutSession,
+    DueRecord,
     OpenSession,
     PaymentState,
     PendingAttempt,
     ReferenceKey,
     ReferencePayment,
     ReferenceState,
+    Refund,
     SessionRecord,
     SessionState,
     SessionStatus,
@@ -71,7 +80,7 @@ from checkout.errors import (
     UpstreamFailure,
 )
 from checkout.observability import logger
-from checkout.reference_transitions import Transition, event_detail, transition
+from checkout.reference_transitions import BookingEvent, Transition, event_detail, transition
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -79,6 +88,8 @@ if TYPE_CHECKING:
 _SERVICE = "DynamoDB"
 _CREATION_WINDOW_MS = 60_000
 _APPLY_ATTEMPTS = 6  # optimistic retries when another writer changed the reference meanwhile
+_UNSETTLED = {SessionState.OPEN, SessionState.PROCESSING}
+_SETTLED_VALUES = {":paid": "paid", ":failed": "failed", ":expired": "expired"}
 
 
 class _Conflict(Exception):
@@ -137,7 +148,7 @@ class ReferenceLease:
 
     key: ReferenceKey
     owner: str
-    attempt: PendingAttempt
+    attempt: PendingAttempt | None  # the holder's own; None when held only to finish others'
     current_session_id: str | None
     open_sessions: tuple[OpenSession, ...]
     stale_attempts: tuple[PendingAttempt, ...]
@@ -229,12 +240,17 @@ class DynamoSessionRegistry:
         return to_item({layout.PK: layout.reference_pk(key), layout.SK: layout.HEAD_SK})
 
     @contextmanager
-    def reference(self, key: ReferenceKey, attempt: PendingAttempt) -> Iterator[ReferenceLease]:
+    def reference(self, key: ReferenceKey, attempt: PendingAttempt | None = None) -> Iterator[ReferenceLease]:
         """Hold the reference for one checkout; see the module docstring.
 
         Raises `AlreadyPaid`, `PaymentProcessing` or `CheckoutInProgress` when it cannot
         be held. Leaving the block without `commit` releases the lease and keeps every
         pending attempt (the request's own included) for the next request to replay.
+
+        Without `attempt` the reference is held only to finish the attempts dead requests
+        left (the reconciler): whatever its payment state, since a session a dead request
+        created must be recorded even after another one paid the reference, and only
+        `CheckoutInProgress` refuses it.
         """
         owner = uuid.uuid4().hex
         try:
@@ -248,53 +264,62 @@ class DynamoSessionRegistry:
         finally:
             renewal.stop()
             if not lease.committed:
+                own = () if lease.attempt is None else (lease.attempt,)
                 try:
-                    self._release(lease, (*lease.stale_attempts, lease.attempt))
+                    self._release(lease, (*lease.stale_attempts, *own))
                 except UpstreamFailure:
                     # The request's own failure is the answer; the lease lapses by itself.
                     logger.warning("Could not give the reference's lease back")
 
-    def _take(self, key: ReferenceKey, attempt: PendingAttempt, owner: str) -> ReferenceLease:
+    def _take(self, key: ReferenceKey, attempt: PendingAttempt | None, owner: str) -> ReferenceLease:
         now_ms = int(self._clock() * 1000)
+        expires_ms = now_ms + self._lease_ms
 
         def refused(exc: ClientError) -> Exception:
+            if attempt is None:
+                return CheckoutInProgress()
             return refusal(from_item(cast("dict[str, Any]", exc.response.get("Item") or {})))
 
+        free = "(attribute_not_exists(lease_owner) OR lease_expires_at_ms < :now OR lease_owner = :owner)"
+        condition = (
+            f"{free} AND attribute_exists(pk)"
+            if attempt is None
+            else f"{free} AND (attribute_not_exists(payment_state) OR payment_state = :payable)"
+        )
+        values: dict[str, Any] = {
+            ":owner": owner,
+            ":expires": expires_ms,
+            ":company": str(key.company_id),
+            ":reference": key.reference,
+            ":now": now_ms,
+            ":none": [],
+            ":attempt": [] if attempt is None else [_attempt_item(attempt)],
+            ":shard": layout.due_shard(layout.reference_pk(key)),
+            ":one": 1,
+        }
+        if attempt is not None:
+            values[":payable"] = PaymentState.PAYABLE.value
         with aws_errors(_SERVICE, on_condition_failed=refused):
             response = self._client.update_item(
                 TableName=self._table,
                 Key=self._head_key(key),
+                # The head joins the due index until the attempts are resolved: if this
+                # request dies, the reconciler finds them once the lease has run out.
                 UpdateExpression=(
                     "SET lease_owner = :owner, lease_expires_at_ms = :expires, company_id = :company, "
                     "#reference = :reference, updated_at_ms = :now, "
-                    "attempts = list_append(if_not_exists(attempts, :none), :attempt) ADD version :one"
+                    "attempts = list_append(if_not_exists(attempts, :none), :attempt), "
+                    f"{layout.DUE_SHARD} = :shard, {layout.DUE_AT} = :expires ADD version :one"
                 ),
-                ConditionExpression=(
-                    "(attribute_not_exists(lease_owner) OR lease_expires_at_ms < :now"
-                    " OR lease_owner = :owner)"
-                    " AND (attribute_not_exists(payment_state) OR payment_state = :payable)"
-                ),
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#reference": "reference"},
-                ExpressionAttributeValues=to_item(
-                    {
-                        ":owner": owner,
-                        ":expires": now_ms + self._lease_ms,
-                        ":company": str(key.company_id),
-                        ":reference": key.reference,
-                        ":now": now_ms,
-                        ":none": [],
-                        ":attempt": [_attempt_item(attempt)],
-                        ":payable": PaymentState.PAYABLE.value,
-                        ":one": 1,
-                    }
-                ),
+                ExpressionAttributeValues=to_item(values),
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         head = from_item(response.get("Attributes", {}))
-        stale = tuple(
-            a for a in _attempts(head.get("attempts")) if a.idempotency_key != attempt.idempotency_key
-        )
+        own_key = None if attempt is None else attempt.idempotency_key
+        stale = tuple(a for a in _attempts(head.get("attempts")) if a.idempotency_key != own_key)
         return ReferenceLease(
             key=key,
             owner=owner,
@@ -306,7 +331,7 @@ class DynamoSessionRegistry:
             _registry=self,
         )
 
-    def _abandon(self, key: ReferenceKey, owner: str, attempt: PendingAttempt) -> None:
+    def _abandon(self, key: ReferenceKey, owner: str, attempt: PendingAttempt | None) -> None:
         """After a lease write that failed but may have been applied (its answer lost on
         every try): give the lease back and drop our attempt, which never reached Stripe.
         Best effort: when DynamoDB is still failing, the lease lapses by itself."""
@@ -319,14 +344,19 @@ class DynamoSessionRegistry:
                 )
                 if head.get("lease_owner") != owner:
                     return
-                mine = attempt.idempotency_key
+                mine = None if attempt is None else attempt.idempotency_key
                 keep = [a for a in _attempts(head.get("attempts")) if a.idempotency_key != mine]
+                now_ms = int(self._clock() * 1000)
+                sets, removes, values = self._head_due(key, keep, now_ms)
                 self._client.update_item(
                     TableName=self._table,
                     Key=self._head_key(key),
                     UpdateExpression=(
-                        "SET attempts = :attempts, updated_at_ms = :now "
-                        "REMOVE lease_owner, lease_expires_at_ms ADD version :one"
+                        "SET "
+                        + ", ".join(["attempts = :attempts", "updated_at_ms = :now", *sets])
+                        + " REMOVE "
+                        + ", ".join(["lease_owner", "lease_expires_at_ms", *removes])
+                        + " ADD version :one"
                     ),
                     ConditionExpression="lease_owner = :owner AND version = :version",
                     ExpressionAttributeValues=to_item(
@@ -334,8 +364,9 @@ class DynamoSessionRegistry:
                             ":owner": owner,
                             ":version": head.get("version", 0),
                             ":attempts": [_attempt_item(a) for a in keep],
-                            ":now": int(self._clock() * 1000),
+                            ":now": now_ms,
                             ":one": 1,
+                            **values,
                         }
                     ),
                 )
@@ -343,11 +374,12 @@ class DynamoSessionRegistry:
             logger.warning("Could not give back a lease whose write failed")
 
     def _renew(self, lease: ReferenceLease) -> None:
+        # The head stays due when the lease runs out, so the reconciler looks again then.
         with aws_errors(_SERVICE, on_condition_failed=lambda _: LeaseLost()):
             self._client.update_item(
                 TableName=self._table,
                 Key=self._head_key(lease.key),
-                UpdateExpression="SET lease_expires_at_ms = :expires",
+                UpdateExpression=f"SET lease_expires_at_ms = :expires, {layout.DUE_AT} = :expires",
                 ConditionExpression="lease_owner = :owner",
                 ExpressionAttributeValues=to_item(
                     {":owner": lease.owner, ":expires": int(self._clock() * 1000) + self._lease_ms}
@@ -355,27 +387,44 @@ class DynamoSessionRegistry:
             )
 
     def _release(self, lease: ReferenceLease, keep_attempts: Sequence[PendingAttempt]) -> None:
+        now_ms = int(self._clock() * 1000)
+        sets, removes, values = self._head_due(lease.key, keep_attempts, now_ms)
         try:
             with aws_errors(_SERVICE, on_condition_failed=lambda _: LeaseLost()):
                 self._client.update_item(
                     TableName=self._table,
                     Key=self._head_key(lease.key),
                     UpdateExpression=(
-                        "SET attempts = :attempts, updated_at_ms = :now "
-                        "REMOVE lease_owner, lease_expires_at_ms ADD version :one"
+                        "SET "
+                        + ", ".join(["attempts = :attempts", "updated_at_ms = :now", *sets])
+                        + " REMOVE "
+                        + ", ".join(["lease_owner", "lease_expires_at_ms", *removes])
+                        + " ADD version :one"
                     ),
                     ConditionExpression="lease_owner = :owner",
                     ExpressionAttributeValues=to_item(
                         {
                             ":owner": lease.owner,
                             ":attempts": [_attempt_item(a) for a in keep_attempts],
-                            ":now": int(self._clock() * 1000),
+                            ":now": now_ms,
                             ":one": 1,
+                            **values,
                         }
                     ),
                 )
         except LeaseLost:
             pass  # another request holds the reference now; it has our attempts too
+
+    @staticmethod
+    def _head_due(
+        key: ReferenceKey, keep_attempts: Sequence[PendingAttempt], now_ms: int
+    ) -> tuple[list[str], list[str], dict[str, Any]]:
+        """The head's place in the due index as the lease is given back: there while it
+        keeps attempts (for the reconciler to finish), gone once none are left."""
+        if keep_attempts:
+            shard = layout.due_shard(layout.reference_pk(key))
+            return [f"{layout.DUE_SHARD} = :shard", f"{layout.DUE_AT} = :now"], [], {":shard": shard}
+        return [], [layout.DUE_SHARD, layout.DUE_AT], {}
 
     def _commit(
         self,
@@ -389,6 +438,7 @@ class DynamoSessionRegistry:
         items: list[Any] = [self._session_write(lease.key, w, now_ms) for w in sessions]
         created = [now_ms for w in sessions if w.created and w.session.id == current_session_id]
         recent = [*lease.creations_within(now_ms), *created]
+        due_sets, due_removes, due_values = self._head_due(lease.key, keep_attempts, now_ms)
         values: dict[str, Any] = {
             ":owner": lease.owner,
             ":commit": lease.owner,
@@ -397,21 +447,30 @@ class DynamoSessionRegistry:
             ":recent": recent,
             ":now": now_ms,
             ":one": 1,
+            **due_values,
         }
-        expression = (
-            "SET open_sessions = :open, attempts = :attempts, recent_creations_ms = :recent,"
-            " updated_at_ms = :now, last_commit = :commit"
-        )
+        sets = [
+            "open_sessions = :open",
+            "attempts = :attempts",
+            "recent_creations_ms = :recent",
+            "updated_at_ms = :now",
+            "last_commit = :commit",
+            *due_sets,
+        ]
         if current_session_id is not None:
-            expression += ", current_session_id = :current"
+            sets.append("current_session_id = :current")
             values[":current"] = current_session_id
+        removes = ["lease_owner", "lease_expires_at_ms", *due_removes]
         items.append(
             {
                 "Update": {
                     "TableName": self._table,
                     "Key": self._head_key(lease.key),
-                    "UpdateExpression": expression
-                    + " REMOVE lease_owner, lease_expires_at_ms ADD version :one",
+                    "UpdateExpression": "SET "
+                    + ", ".join(sets)
+                    + " REMOVE "
+                    + ", ".join(removes)
+                    + " ADD version :one",
                     "ConditionExpression": "lease_owner = :owner",
                     "ExpressionAttributeValues": to_item(values),
                 }
@@ -452,6 +511,10 @@ class DynamoSessionRegistry:
     def _session_write(self, key: ReferenceKey, write: SessionWrite, now_ms: int) -> dict[str, Any]:
         session = write.session
         state = session.state
+        pk = layout.reference_pk(key)
+        # An open or settling session is in the due index, so the reconciler asks Stripe
+        # about it if no news comes; Stripe's final word takes it out in the same write.
+        unsettled = state in _UNSETTLED
         attributes: dict[str, Any] = {
             "status": session.status.value,
             "state": state.value,
@@ -459,6 +522,8 @@ class DynamoSessionRegistry:
             "payment_intent_id": session.payment_intent_id,
             "customer_email": session.customer_email,
             "updated_at_ms": now_ms,
+            layout.DUE_SHARD: layout.due_shard(pk) if unsettled else None,
+            layout.DUE_AT: now_ms if unsettled else None,
         }
         if write.created:
             item = {
@@ -479,13 +544,14 @@ class DynamoSessionRegistry:
         # Stripe's word on a session it just expired or completed is final: no condition.
         present = {k: v for k, v in attributes.items() if v is not None}
         names = {f"#a{i}": name for i, name in enumerate(present)}
+        expression = "SET " + ", ".join(f"{n} = :v{i}" for i, n in enumerate(names))
+        if not unsettled:
+            expression += f" REMOVE {layout.DUE_SHARD}, {layout.DUE_AT}"
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": to_item(
-                    {layout.PK: layout.reference_pk(key), layout.SK: layout.session_sk(session.id)}
-                ),
-                "UpdateExpression": "SET " + ", ".join(f"{n} = :v{i}" for i, n in enumerate(names)),
+                "Key": to_item({layout.PK: pk, layout.SK: layout.session_sk(session.id)}),
+                "UpdateExpression": expression,
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": to_item({f":v{i}": v for i, v in enumerate(present.values())}),
             }
@@ -596,12 +662,24 @@ class DynamoSessionRegistry:
             if name in {":payment_status", ":payment_intent_id", ":customer_email"} and value is not None
         ]
         pk = layout.reference_pk(key)
+        # The session stays in the due index while it is unsettled or owes events (the
+        # relay takes it out once they are published); a double payment stays until the
+        # reconciler has settled its refund.
+        if result.session_state in _UNSETTLED or result.events:
+            session_sets += [f"{layout.DUE_SHARD} = :shard", f"{layout.DUE_AT} = :now"]
+            session_values[":shard"] = layout.due_shard(pk)
+            session_removes = ""
+        else:
+            session_removes = f" REMOVE {layout.DUE_SHARD}, {layout.DUE_AT}"
+        if BookingEvent.DOUBLE_PAYMENT in result.events:
+            session_sets.append("double_payment = :double")
+            session_values[":double"] = True
         items: list[Any] = [
             {
                 "Update": {
                     "TableName": self._table,
                     "Key": to_item({layout.PK: pk, layout.SK: layout.session_sk(session.id)}),
-                    "UpdateExpression": "SET " + ", ".join(session_sets),
+                    "UpdateExpression": "SET " + ", ".join(session_sets) + session_removes,
                     "ConditionExpression": "#state = :recorded OR attribute_not_exists(#state)",
                     "ExpressionAttributeNames": {"#state": "state", "#status": "status"},
                     "ExpressionAttributeValues": to_item(session_values),
@@ -638,7 +716,12 @@ class DynamoSessionRegistry:
         ]
 
     def settle_owed(self, key: ReferenceKey, event_ids: Sequence[str]) -> None:
-        """Drop published events from the outbox (dropping one already gone is harmless)."""
+        """Drop published events from the outbox (dropping one already gone is harmless).
+
+        The sessions they were about then leave the due index, unless a session is still
+        unsettled, or is a double payment whose refund is not yet published: the
+        reconciler settles that.
+        """
         if not event_ids:
             return
         names = {f"#e{i}": event_id for i, event_id in enumerate(event_ids)}
@@ -651,6 +734,150 @@ class DynamoSessionRegistry:
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item({":one": 1}),
             )
+        for session_id in dict.fromkeys(owed_session_id(e) for e in event_ids):
+            refund_published = f"{BookingEvent.REFUNDED.value}#{session_id}" in event_ids
+            self._leave_due(key, session_id, double_payment_settled=refund_published)
+
+    def finished(self, key: ReferenceKey, session_id: str) -> None:
+        """The reconciler is done with a settled session: it leaves the due index.
+
+        Only a settled one (paid, failed, expired) does; the caller has published what it
+        owed and settled its refund, if any.
+        """
+        self._leave_due(key, session_id, double_payment_settled=True)
+
+    def _leave_due(self, key: ReferenceKey, session_id: str, *, double_payment_settled: bool) -> None:
+        condition = f"attribute_exists({layout.DUE_AT}) AND #state IN (:paid, :failed, :expired)"
+        if not double_payment_settled:
+            condition += " AND attribute_not_exists(double_payment)"
+        with contextlib.suppress(_Conflict), aws_errors(_SERVICE, on_condition_failed=lambda _: _Conflict()):
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._session_key(key, session_id),
+                UpdateExpression=f"REMOVE {layout.DUE_SHARD}, {layout.DUE_AT}",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=to_item(_SETTLED_VALUES),
+            )
+
+    def look_again(self, key: ReferenceKey, session_id: str | None, at_ms: int) -> None:
+        """Move a record that is still in the due index (a session, or with None the head)
+        to `at_ms`: the reconciler looks at it again once that is past its grace period."""
+        item_key = self._head_key(key) if session_id is None else self._session_key(key, session_id)
+        with contextlib.suppress(_Conflict), aws_errors(_SERVICE, on_condition_failed=lambda _: _Conflict()):
+            self._client.update_item(
+                TableName=self._table,
+                Key=item_key,
+                UpdateExpression=f"SET {layout.DUE_AT} = :at",
+                ConditionExpression=f"attribute_exists({layout.DUE_AT})",
+                ExpressionAttributeValues=to_item({":at": at_ms}),
+            )
+
+    def record_refund(self, key: ReferenceKey, session_id: str, refund: Refund) -> bool:
+        """Record the refund of a double payment and owe "Checkout Refunded", in one write.
+
+        The refund id on the session item is what keeps the reconciler from ever
+        refunding it again. False when a refund is already recorded for the session (or
+        it is not one this service recorded); nothing is written then.
+        """
+        for _ in range(_APPLY_ATTEMPTS):
+            head, item = self._read_pair(key, session_id)
+            if item is None or item.get("refund_id"):
+                return False
+            now_ms = int(self._clock() * 1000)
+            record = session_record(item)
+            event = BookingEvent.REFUNDED
+            outbox = dict(head.get("outbox") or {})
+            outbox[f"{event.value}#{session_id}"] = {
+                "detail_type": event.value,
+                "detail": event_detail(event, key, record_session(record), _payment(head), refund),
+                "owed_at_ms": now_ms,
+            }
+            pk = layout.reference_pk(key)
+            head_values: dict[str, Any] = {":outbox": outbox, ":now": now_ms, ":one": 1}
+            if "version" in head:
+                head_condition = "version = :version"
+                head_values[":version"] = head["version"]
+            else:
+                head_condition = "attribute_not_exists(version)"
+            items: list[Any] = [
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": self._session_key(key, session_id),
+                        "UpdateExpression": (
+                            f"SET refund_id = :refund, refunded_at_ms = :now, {layout.DUE_SHARD} = :shard, "
+                            f"{layout.DUE_AT} = :now, updated_at_ms = :now"
+                        ),
+                        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(refund_id)",
+                        "ExpressionAttributeValues": to_item(
+                            {":refund": refund.id, ":now": now_ms, ":shard": layout.due_shard(pk)}
+                        ),
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": self._head_key(key),
+                        "UpdateExpression": "SET outbox = :outbox, updated_at_ms = :now ADD version :one",
+                        "ConditionExpression": head_condition,
+                        "ExpressionAttributeValues": to_item(head_values),
+                    }
+                },
+            ]
+            try:
+                with aws_errors(_SERVICE, on_condition_failed=lambda _: _Conflict()):
+                    self._client.transact_write_items(TransactItems=items)
+            except _Conflict:
+                continue  # the reference changed meanwhile, or the refund was just recorded
+            return True
+        raise UpstreamFailure(
+            "AwsUnavailable", "The reference is changing too often to record; please retry."
+        )
+
+    def due(self, before_ms: int | None = None, company_id: uuid.UUID | None = None) -> Iterator[DueRecord]:
+        """The due index, oldest first: records due at or before `before_ms` (None: all),
+        of one company or of all. Read lazily, a page at a time per shard."""
+        shards = [self._due_shard(shard, before_ms, company_id) for shard in layout.all_due_shards()]
+        return heapq.merge(*shards, key=lambda record: record.due_at_ms)
+
+    def _due_shard(
+        self, shard: str, before_ms: int | None, company_id: uuid.UUID | None
+    ) -> Iterator[DueRecord]:
+        values: dict[str, Any] = {":shard": shard}
+        condition = f"{layout.DUE_SHARD} = :shard"
+        if before_ms is not None:
+            condition += f" AND {layout.DUE_AT} <= :before"
+            values[":before"] = before_ms
+        options: dict[str, Any] = {}
+        if company_id is not None:
+            options["FilterExpression"] = "company_id = :company"
+            values[":company"] = str(company_id)
+        while True:
+            with aws_errors(_SERVICE):
+                page = self._client.query(
+                    TableName=self._table,
+                    IndexName=layout.DUE_INDEX,
+                    KeyConditionExpression=condition,
+                    ExpressionAttributeValues=to_item(values),
+                    **options,
+                )
+            for raw in page.get("Items", []):
+                item = from_item(raw)
+                state = item.get("state")
+                yield DueRecord(
+                    key=ReferenceKey(uuid.UUID(str(item["company_id"])), str(item["reference"])),
+                    due_at_ms=int(item[layout.DUE_AT]),
+                    session_id=item.get(layout.SESSION_ID),
+                    state=SessionState(str(state)) if state else None,
+                    stripe_account=item.get("stripe_account"),
+                )
+            if "LastEvaluatedKey" not in page:
+                return
+            options["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _session_key(self, key: ReferenceKey, session_id: str) -> dict[str, Any]:
+        return to_item({layout.PK: layout.reference_pk(key), layout.SK: layout.session_sk(session_id)})
 
     def find_session(self, session_id: str) -> tuple[ReferenceKey, SessionRecord] | None:
         """The reference and record of a session this service created, by its id alone."""
@@ -733,7 +960,28 @@ def session_record(item: dict[str, Any]) -> SessionRecord:
         payment_intent_id=item.get("payment_intent_id"),
         customer_email=item.get("customer_email"),
         livemode=bool(item.get("livemode", False)),
+        refund_id=item.get("refund_id"),
+        due=layout.DUE_AT in item,
     )
+
+
+def record_session(record: SessionRecord) -> CheckoutSession:
+    """What a booking event says of a recorded session (its Stripe fields as last recorded)."""
+    return CheckoutSession(
+        id=record.session_id,
+        status=record.status,
+        customer_email=record.customer_email,
+        payment_intent_id=record.payment_intent_id,
+        payment_status=record.payment_status,
+        amount_total=record.amount_total,
+        currency=record.currency,
+        livemode=record.livemode,
+    )
+
+
+def owed_session_id(event_id: str) -> str:
+    """The session an outbox entry is about (its id is `<detail-type>#<session-id>`)."""
+    return event_id.rpartition("#")[2]
 
 
 def _attempt_item(attempt: PendingAttempt) -> dict[str, Any]:

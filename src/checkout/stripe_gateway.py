@@ -22,11 +22,20 @@ import stripe
 
 from checkout.config import Config
 from checkout.contract import UiMode
-from checkout.domain import CheckoutSession, CheckoutSpec, Merchant, SessionStatus
+from checkout.domain import CheckoutSession, CheckoutSpec, Merchant, Refund, SessionStatus
 from checkout.errors import StripeAuthRejected, StripeCredentialsUnusable, StripeRejected, UpstreamFailure
 from checkout.observability import logger
 
 STRIPE_API_VERSION = "2026-10-28.endive"  # the version stripe-python 16.1.0 is generated for
+# The Checkout Session events this service acts on (webhook endpoints subscribe to these).
+SESSION_EVENT_TYPES = (
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
+)
+_EVENT_PAGES = 10
+_UNDONE_REFUND = {"failed", "canceled"}  # a refund in these returned nothing
 
 # The contract's names -> Stripe's since API 2026-03-25.dahlia; the old names are rejected.
 _STRIPE_UI_MODE = {UiMode.HOSTED: "hosted_page", UiMode.EMBEDDED: "embedded_page"}
@@ -68,11 +77,23 @@ def session_params(spec: CheckoutSpec) -> dict[str, Any]:
     return params
 
 
+# A PaymentIntent back in one of these after its session completed: the delayed payment failed.
+_FAILED_INTENT = {"requires_payment_method", "canceled"}
+
+
 def session_from_stripe(obj: Any, *, payment_failed: bool = False) -> CheckoutSession:
-    """A Checkout Session object (as Stripe or one of its events carries it) as the domain sees it."""
+    """A Checkout Session object (as Stripe or one of its events carries it) as the domain sees it.
+
+    The session itself never says that a delayed payment failed (it stays complete and
+    unpaid); an expanded PaymentIntent does, as does the event type `payment_failed` names.
+    """
     data: Mapping[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else obj
     customer = data.get("customer")
     payment_intent = data.get("payment_intent")
+    if isinstance(payment_intent, Mapping) and data.get("status") == "complete":
+        payment_failed = payment_failed or (
+            data.get("payment_status") == "unpaid" and payment_intent.get("status") in _FAILED_INTENT
+        )
     return CheckoutSession(
         id=str(data["id"]),
         status=SessionStatus(str(data["status"])),
@@ -242,13 +263,76 @@ class StripeGateway:
         return session_from_stripe(self._call(merchant, create))
 
     def retrieve_session(self, merchant: Merchant, session_id: str) -> CheckoutSession:
-        """The session's current state at Stripe."""
+        """The session's current state at Stripe, with its PaymentIntent expanded (in the same
+        call), which is the only place a failed delayed payment shows."""
 
         def retrieve(client: stripe.StripeClient, options: Any) -> Any:
             with _stripe_errors("checkout.sessions.retrieve"):
-                return client.v1.checkout.sessions.retrieve(session_id, options=options)
+                return client.v1.checkout.sessions.retrieve(
+                    session_id, params={"expand": ["payment_intent"]}, options=options
+                )
 
         return session_from_stripe(self._call(merchant, retrieve))
+
+    def refund_payment(self, merchant: Merchant, payment_intent_id: str, idempotency_key: str) -> Refund:
+        """Refund a PaymentIntent in full, once (a duplicate payment).
+
+        A refund the PaymentIntent already has (made by an earlier call whose answer was
+        lost, even after Stripe's 24 h of idempotency, or by hand in the Dashboard) is
+        returned instead of making another; the idempotency key covers a retry meanwhile.
+        On Connect the refund is made on the connected account, where the charge is.
+        """
+
+        def existing(client: stripe.StripeClient, options: Any) -> Any:
+            with _stripe_errors("refunds.list"):
+                return client.v1.refunds.list(
+                    params={"payment_intent": payment_intent_id, "limit": 100},
+                    options=options,
+                )
+
+        for refund in self._call(merchant, existing).data:
+            if refund["status"] not in _UNDONE_REFUND:
+                return _refund(refund)
+
+        def create(client: stripe.StripeClient, options: Any) -> Any:
+            with _stripe_errors("refunds.create"):
+                return client.v1.refunds.create(
+                    params={"payment_intent": payment_intent_id, "reason": "duplicate"},
+                    options={**options, "idempotency_key": idempotency_key},  # type: ignore[arg-type]
+                )
+
+        return _refund(self._call(merchant, create))
+
+    def undelivered_session_events(self, merchant: Merchant, since: int) -> list[dict[str, Any]]:
+        """The account's `checkout.session.*` events created since `since` (epoch seconds)
+        that Stripe has not delivered to every webhook endpoint, newest first.
+
+        At most `_EVENT_PAGES` pages: a pass that finds more than that many is about an
+        endpoint that is plainly broken, which the count and the log already say.
+        """
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {
+            "types": list(SESSION_EVENT_TYPES),
+            "created": {"gte": since},
+            "delivery_success": False,
+            "limit": 100,
+        }
+
+        def page(params: dict[str, Any]) -> Any:
+            def list_events(client: stripe.StripeClient, options: Any) -> Any:
+                with _stripe_errors("events.list"):
+                    return client.v1.events.list(params=params, options=options)  # type: ignore[arg-type]
+
+            return self._call(merchant, list_events)
+
+        for _ in range(_EVENT_PAGES):
+            answer = page(params)
+            events = [event.to_dict() for event in answer.data]
+            found.extend(events)
+            if not answer.has_more or not events:
+                break
+            params = {**params, "starting_after": events[-1]["id"]}
+        return found
 
     def expire_session(self, merchant: Merchant, session_id: str) -> CheckoutSession:
         """Expire an open session and return its final state.
@@ -269,3 +353,8 @@ class StripeGateway:
             if session.status is SessionStatus.OPEN:
                 raise
             return session
+
+
+def _refund(obj: Any) -> Refund:
+    data: Mapping[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else obj
+    return Refund(str(data["id"]), int(data["amount"]), str(data["currency"]), str(data["status"]))

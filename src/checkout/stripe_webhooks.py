@@ -28,21 +28,16 @@ from typing import Any, Protocol
 import stripe
 
 from checkout.booking_events import OutboxRelay
-from checkout.domain import CheckoutSession, ReferenceKey, SessionRecord
+from checkout.domain import CheckoutSession, CompanySettings, ReferenceKey, SessionRecord
 from checkout.errors import CheckoutError
 from checkout.observability import count, logger
 from checkout.reference_transitions import Transition
 from checkout.request_decoding import InputRefused, parse_json
 from checkout.secrets_store import SecretCache, SecretUnavailable
-from checkout.stripe_gateway import session_from_stripe
+from checkout.stripe_gateway import SESSION_EVENT_TYPES, session_from_stripe
 
 CONNECT = "connect"
-HANDLED_EVENTS = (
-    "checkout.session.completed",
-    "checkout.session.async_payment_succeeded",
-    "checkout.session.async_payment_failed",
-    "checkout.session.expired",
-)
+HANDLED_EVENTS = SESSION_EVENT_TYPES
 _REFRESH_INTERVAL = 60.0  # seconds between re-reads of the secrets after a signature matched none
 
 
@@ -113,37 +108,12 @@ class StripeWebhookService:
 
     def receive(self, scope: str, payload: bytes, signature: str | None) -> Outcome:
         """Handle one delivery to the endpoint of `scope` (a company id, or `connect`)."""
-        event = self._verified(scope, payload, signature)
-        kind = event.get("type")
-        if kind not in HANDLED_EVENTS:
-            return Outcome.IGNORED
-        data = event.get("data")
-        session_object = data.get("object") if isinstance(data, dict) else None
-        if not isinstance(session_object, dict) or session_object.get("object") != "checkout.session":
-            raise InvalidWebhook("The event carries no Checkout Session.")
-        try:
-            session = session_from_stripe(
-                session_object, payment_failed=kind == "checkout.session.async_payment_failed"
-            )
-        except (KeyError, TypeError, ValueError):
-            raise InvalidWebhook("The event's Checkout Session is malformed.") from None
-        found = self._registry.find_session(session.id)
-        if found is None or not self._belongs(scope, event, *found):
-            logger.info("Webhook for a session this endpoint does not own", extra={"session_id": session.id})
-            return Outcome.IGNORED
-        key = found[0]
-        result = self._registry.apply_news(key, session)
-        self._relay.relay(key)
-        count("WebhookEventsApplied" if result is not None and result.changed else "WebhookEventsKnown")
-        return Outcome.APPLIED if result is not None and result.changed else Outcome.ALREADY_KNOWN
-
-    @staticmethod
-    def _belongs(scope: str, event: dict[str, Any], key: ReferenceKey, record: SessionRecord) -> bool:
-        if scope == CONNECT:
-            # The platform's Connect endpoint hears every connected account: the event's
-            # account must be the one the session was created on.
-            return record.stripe_account is not None and event.get("account") == record.stripe_account
-        return str(key.company_id) == scope and event.get("account") in {None, record.stripe_account}
+        outcome = apply_session_event(
+            self._registry, self._relay, scope, self._verified(scope, payload, signature)
+        )
+        if outcome is not Outcome.IGNORED:
+            count("WebhookEventsApplied" if outcome is Outcome.APPLIED else "WebhookEventsKnown")
+        return outcome
 
     def _verified(self, scope: str, payload: bytes, signature: str | None) -> dict[str, Any]:
         if not signature:
@@ -190,3 +160,60 @@ class StripeWebhookService:
                 return False
             self._refreshed[scope] = now
             return True
+
+
+def apply_session_event(
+    registry: SessionNews, relay: OutboxRelay, scope: str, event: dict[str, Any]
+) -> Outcome:
+    """Apply one Stripe event, delivered to the endpoint of `scope` or fetched from Stripe's
+    API for it (the reconciler), through the transition function, and relay what it owes."""
+    kind = event.get("type")
+    if kind not in HANDLED_EVENTS:
+        return Outcome.IGNORED
+    data = event.get("data")
+    session_object = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(session_object, dict) or session_object.get("object") != "checkout.session":
+        raise InvalidWebhook("The event carries no Checkout Session.")
+    try:
+        session = session_from_stripe(
+            session_object, payment_failed=kind == "checkout.session.async_payment_failed"
+        )
+    except (KeyError, TypeError, ValueError):
+        raise InvalidWebhook("The event's Checkout Session is malformed.") from None
+    found = registry.find_session(session.id)
+    if found is None or not _belongs(scope, event, *found):
+        logger.info("Webhook for a session this endpoint does not own", extra={"session_id": session.id})
+        return Outcome.IGNORED
+    key = found[0]
+    result = registry.apply_news(key, session)
+    relay.relay(key)
+    return Outcome.APPLIED if result is not None and result.changed else Outcome.ALREADY_KNOWN
+
+
+def _belongs(scope: str, event: dict[str, Any], key: ReferenceKey, record: SessionRecord) -> bool:
+    if scope == CONNECT:
+        # The platform's Connect endpoint hears every connected account: the event's
+        # account must be the one the session was created on.
+        return record.stripe_account is not None and event.get("account") == record.stripe_account
+    return str(key.company_id) == scope and event.get("account") in {None, record.stripe_account}
+
+
+def endpoint_scope(settings: CompanySettings) -> str:
+    """Which endpoint hears a company's events: the platform's Connect endpoint for a
+    company on a connected account, else the company's own."""
+    return CONNECT if settings.stripe_account else str(settings.company_id)
+
+
+class WebhookEndpoints:
+    """Which webhook endpoints are registered: those with signing secrets stored."""
+
+    def __init__(self, secrets: SecretCache, secret_name_prefix: str) -> None:
+        self._secrets = secrets
+        self._prefix = secret_name_prefix
+
+    def registered(self, scope: str) -> bool:
+        """Whether an endpoint for `scope` (a company id, or `connect`) has signing secrets."""
+        try:
+            return bool(decode_signing_secrets(self._secrets.get(signing_secret_name(self._prefix, scope))))
+        except SecretUnavailable:
+            return False

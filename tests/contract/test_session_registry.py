@@ -22,6 +22,7 @@ from checkout.domain import (
     PaymentState,
     PendingAttempt,
     ReferenceKey,
+    Refund,
     SessionState,
     SessionStatus,
 )
@@ -156,6 +157,7 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_commit(
     with registry.reference(key, attempt(key)) as old:
         clock.now += LEASE_SECONDS + 1
         with registry.reference(key, attempt(key, "new")) as new:
+            assert old.attempt is not None
             assert [a.idempotency_key for a in new.stale_attempts] == [old.attempt.idempotency_key]
             with pytest.raises(LeaseLost):
                 old.commit([], current_session_id=None, open_sessions=[])
@@ -316,3 +318,205 @@ def test_owed_events_are_listed_until_settled(registry: DynamoSessionRegistry, k
     registry.settle_owed(key, [owed.event_id])
     registry.settle_owed(key, [owed.event_id])  # settling twice is harmless
     assert registry.owed_events(key) == []
+
+
+# -- the reconciler's due index ------------------------------------------------------------
+
+
+def due(registry: DynamoSessionRegistry, key: ReferenceKey, before_ms: int | None = None) -> list[str | None]:
+    """What the due index holds of the reference: session ids, None for the head."""
+    return [r.session_id for r in registry.due(before_ms, key.company_id) if r.key == key]
+
+
+def publish(registry: DynamoSessionRegistry, key: ReferenceKey) -> list[str]:
+    """What the relay does: read the outbox, then settle what it published."""
+    owed = [e.event_id for e in registry.owed_events(key)]
+    registry.settle_owed(key, owed)
+    return owed
+
+
+def test_an_open_session_is_due_until_a_new_checkout_expires_it(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    checkout(registry, key, "cs_1")
+    [record] = [r for r in registry.due(None, key.company_id) if r.key == key]
+    assert (record.session_id, record.state) == ("cs_1", SessionState.OPEN)
+    assert registry.load(key).sessions[0].due
+
+    checkout(registry, key, "cs_2")
+
+    assert due(registry, key) == ["cs_2"]
+    assert not registry.load(key).sessions[0].due
+
+
+def test_a_paid_session_is_due_until_its_events_are_published(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    checkout(registry, key, "cs_1")
+    registry.apply_news(key, session("cs_1", SessionStatus.COMPLETE, "paid"))
+    assert due(registry, key) == ["cs_1"]  # Checkout Paid is owed
+
+    assert publish(registry, key) == ["Checkout Paid#cs_1"]
+
+    assert due(registry, key) == []
+
+
+def test_a_settling_session_stays_due_until_it_fails_and_its_event_is_published(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    checkout(registry, key, "cs_1")
+    settling = session("cs_1", SessionStatus.COMPLETE, "unpaid")
+    registry.apply_news(key, settling)
+    assert due(registry, key) == ["cs_1"]
+
+    registry.apply_news(key, replace(settling, payment_failed=True))
+    assert due(registry, key) == ["cs_1"]
+    publish(registry, key)
+
+    assert due(registry, key) == []
+
+
+def test_news_that_settles_a_session_and_owes_nothing_takes_it_out_at_once(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    checkout(registry, key, "cs_1")
+    with registry.reference(key, attempt(key)) as ref:  # cs_2 left open beside the current cs_1
+        ref.commit(
+            [SessionWrite(session("cs_2"), None, "hosted", created=True)],
+            current_session_id=None,
+            open_sessions=[OpenSession("cs_1", None), OpenSession("cs_2", None)],
+        )
+
+    expired = registry.apply_news(key, session("cs_2", SessionStatus.EXPIRED))
+
+    assert expired is not None and expired.events == ()  # not the current session: no news
+    assert due(registry, key) == ["cs_1"]
+
+
+def test_a_double_payment_stays_due_until_its_refund_is_recorded_and_published(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    checkout(registry, key, "cs_1")
+    with registry.reference(key, attempt(key)) as ref:  # a second session left open beside it
+        ref.commit(
+            [SessionWrite(session("cs_2"), None, "hosted", created=True)],
+            current_session_id=None,
+            open_sessions=[OpenSession("cs_1", None), OpenSession("cs_2", None)],
+        )
+    registry.apply_news(key, session("cs_1", SessionStatus.COMPLETE, "paid"))
+    double = registry.apply_news(key, session("cs_2", SessionStatus.COMPLETE, "paid"))
+    assert double is not None and double.events == (BookingEvent.DOUBLE_PAYMENT,)
+
+    publish(registry, key)
+
+    assert due(registry, key) == ["cs_2"]  # its refund is not settled yet
+    refund = Refund("re_1", 45000, "sek", "succeeded")
+    assert registry.record_refund(key, "cs_2", refund)
+    assert not registry.record_refund(key, "cs_2", refund)  # never twice
+    [owed] = registry.owed_events(key)
+    assert owed.event_id == "Checkout Refunded#cs_2"
+    assert (owed.detail["RefundId"], owed.detail["AmountRefunded"]) == ("re_1", 45000)
+    assert (owed.detail["SessionId"], owed.detail["PaidSessionId"]) == ("cs_2", "cs_1")
+    assert registry.load(key).sessions[1].refund_id == "re_1"
+
+    publish(registry, key)
+
+    assert due(registry, key) == []
+
+
+def test_the_reconciler_takes_a_double_payment_out_of_the_index_when_done(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    checkout(registry, key, "cs_1")
+    with registry.reference(key, attempt(key)) as ref:
+        ref.commit(
+            [SessionWrite(session("cs_2"), None, "hosted", created=True)],
+            current_session_id=None,
+            open_sessions=[OpenSession("cs_1", None), OpenSession("cs_2", None)],
+        )
+    registry.apply_news(key, session("cs_1", SessionStatus.COMPLETE, "paid"))
+    registry.apply_news(key, session("cs_2", SessionStatus.COMPLETE, "paid"))
+    publish(registry, key)
+
+    registry.finished(key, "cs_2")  # e.g. the company does not refund double payments
+
+    assert due(registry, key) == []
+
+
+def test_finished_leaves_an_unsettled_session_in_the_index(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    checkout(registry, key, "cs_1")
+
+    registry.finished(key, "cs_1")
+
+    assert due(registry, key) == ["cs_1"]
+
+
+def test_a_held_reference_is_due_when_its_lease_runs_out_until_its_attempts_are_resolved(
+    registry: DynamoSessionRegistry, key: ReferenceKey, clock: Clock
+) -> None:
+    now_ms = int(clock.now * 1000)
+    with registry.reference(key, attempt(key)):
+        [head] = [r for r in registry.due(None, key.company_id) if r.key == key]
+        assert (head.session_id, head.due_at_ms) == (None, now_ms + LEASE_SECONDS * 1000)
+        assert due(registry, key, now_ms) == []  # not before the lease runs out
+    assert due(registry, key) == [None]  # left without commit: the attempt is pending
+
+    with registry.reference(key, attempt(key, "next")) as ref:
+        ref.commit([], current_session_id=None, open_sessions=[], keep_attempts=[ref.stale_attempts[0]])
+    assert due(registry, key) == [None]  # an attempt was kept
+
+    checkout(registry, key, "cs_1")
+
+    assert due(registry, key) == ["cs_1"]
+
+
+def test_without_an_attempt_the_reference_is_held_whatever_its_payment_state(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    checkout(registry, key, "cs_1")
+    with registry.reference(key, attempt(key)):
+        pass  # a request that died: its attempt stays
+    registry.apply_news(key, session("cs_1", SessionStatus.COMPLETE, "paid"))
+    with pytest.raises(AlreadyPaid), registry.reference(key, attempt(key)):
+        pass
+
+    with registry.reference(key) as ref:
+        assert ref.attempt is None
+        assert len(ref.stale_attempts) == 1
+        with pytest.raises(CheckoutInProgress), registry.reference(key):
+            pass
+        ref.commit([], current_session_id=None, open_sessions=[], keep_attempts=[])
+
+    state = registry.load(key)
+    assert state.pending_attempts == ()
+    assert state.payment.state is PaymentState.PAID
+    assert None not in due(registry, key)
+
+
+def test_a_reference_without_records_cannot_be_held_without_an_attempt(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    with pytest.raises(CheckoutInProgress), registry.reference(key):
+        pass
+    assert registry.load(key).sessions == ()
+
+
+def test_due_records_come_oldest_first_and_can_be_looked_at_again_later(
+    registry: DynamoSessionRegistry, key: ReferenceKey, clock: Clock
+) -> None:
+    other = ReferenceKey(key.company_id, f"{key.reference}-other")
+    checkout(registry, key, "cs_1")
+    clock.now += 1
+    checkout(registry, other, "cs_2")
+    first_ms = int((clock.now - 1) * 1000)
+
+    assert [r.session_id for r in registry.due(None, key.company_id)] == ["cs_1", "cs_2"]
+    assert [r.session_id for r in registry.due(first_ms, key.company_id)] == ["cs_1"]
+
+    registry.look_again(key, "cs_1", first_ms + 60_000)
+
+    assert [r.session_id for r in registry.due(None, key.company_id)] == ["cs_2", "cs_1"]
+    assert [r.session_id for r in registry.due(first_ms + 1000, key.company_id)] == ["cs_2"]
+    assert list(registry.due(None, uuid.uuid4())) == []

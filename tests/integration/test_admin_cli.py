@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -13,7 +14,7 @@ import uuid
 import boto3
 import pytest
 
-from tests.conftest import STRIPE_KEY, Stack, admin
+from tests.conftest import STRIPE_KEY, Api, Stack, admin, onboard
 
 CLI = [sys.executable, "-c", "import sys; from checkout.admin import main; sys.exit(main())"]
 
@@ -24,7 +25,7 @@ def run(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["company"], ["company", "put"], ["article"], ["article", "put"], ["sessions"]],
+    [[], ["company"], ["company", "put"], ["article"], ["article", "put"], ["sessions"], ["reconcile"]],
 )
 def test_every_command_has_help(command: list[str], stack: Stack) -> None:
     result = run(*command, "--help")
@@ -76,6 +77,7 @@ def test_the_key_is_never_taken_from_the_command_line(stack: Stack) -> None:
           "--unit-amount", "9.95", "--currency", "SEK"], "", "minor units"),
         (["article", "put", "--company-id", "{id}", "--article-type-id", "1", "--article-id", "1", "--name", "A",
           "--unit-amount", "995", "--currency", "KRONOR"], "", "currency"),
+        (["reconcile", "--reference", "booking-1"], "", "--reference needs --company-id"),
     ],
 )  # fmt: skip
 def test_bad_input_is_a_clear_error_and_exit_2(
@@ -149,3 +151,34 @@ def test_a_key_typed_at_a_terminal_is_not_echoed(stack: Stack) -> None:
     assert process.returncode == 0
     stored = boto3.client("secretsmanager").get_secret_value(SecretId=f"checkout/dev/stripe/{company_id}")
     assert stored["SecretString"] == STRIPE_KEY
+
+
+def test_reconcile_repairs_a_lost_webhook_and_prints_what_it_did(
+    stack: Stack, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECONCILE_GRACE_MINUTES", "0")
+    company = onboard(extra=("--refund-duplicate-payments",))
+    session_id = api.post(company.request("booking-cli-rc")).json["SessionId"]
+    stack.emulator.complete(session_id, deliver=False)
+
+    report = admin("reconcile", "--company-id", company.company_id)
+    again = admin("reconcile", "--company-id", company.company_id, "--reference", "booking-cli-rc")
+
+    assert (report["repaired"], report["failed"], report["more_remains"]) == (2, 0, False)
+    assert report["repairs"][0] == {
+        "company_id": company.company_id,
+        "reference": "booking-cli-rc",
+        "what": "recorded it paid",
+        "session_id": session_id,
+    }
+    assert (again["repaired"], again["references_checked"]) == (0, 1)
+    shown = company.sessions("booking-cli-rc")
+    assert shown["payment_state"] == "paid" and shown["sessions"][0]["refund_id"] is None
+
+
+def test_reconcile_prints_only_its_report_on_stdout(stack: Stack) -> None:
+    result = run("reconcile", "--company-id", str(uuid.uuid4()))
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["repaired"] == 0
+    assert "Reconcile pass done" in result.stderr

@@ -7,6 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from checkout import dynamodb_layout as layout
 from checkout.operations import OPERATIONS, PREDEFINED_ROUTES
@@ -35,11 +36,31 @@ def test_the_idempotency_table_has_the_key_and_ttl_powertools_uses() -> None:
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
 
 
-def test_the_session_registry_has_the_session_id_index() -> None:
-    [index] = table_definitions()["SESSIONS_TABLE_NAME"]["GlobalSecondaryIndexes"]
+def _indexes() -> dict[str, dict[str, object]]:
+    indexes = table_definitions()["SESSIONS_TABLE_NAME"]["GlobalSecondaryIndexes"]
+    return {index["IndexName"]: index for index in indexes}
 
-    assert index["IndexName"] == layout.SESSION_ID_INDEX
-    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [(layout.SESSION_ID, "HASH")]
+
+def test_the_session_registry_has_the_session_id_index() -> None:
+    index = _indexes()[layout.SESSION_ID_INDEX]
+
+    assert _keys(index) == [(layout.SESSION_ID, "HASH")]
+
+
+def test_the_session_registry_has_the_reconcilers_sparse_due_index() -> None:
+    index = _indexes()[layout.DUE_INDEX]
+    attributes = {
+        a["AttributeName"]: a["AttributeType"]
+        for a in table_definitions()["SESSIONS_TABLE_NAME"]["AttributeDefinitions"]
+    }
+
+    assert _keys(index) == [(layout.DUE_SHARD, "HASH"), (layout.DUE_AT, "RANGE")]
+    assert (attributes[layout.DUE_SHARD], attributes[layout.DUE_AT]) == ("S", "N")
+    # What a pass reads without touching the table: which reference, which session, its account.
+    assert index["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["company_id", "reference", "session_id", "stripe_account", "state"],
+    }
 
 
 def test_tables_keep_their_data() -> None:
@@ -170,3 +191,85 @@ def test_dto_routes_are_public_gets() -> None:
         ("/types/python", "GET", False),
         ("/types/metadata", "GET", False),
     }
+
+
+# -- the reconciler -------------------------------------------------------------------------------------
+
+
+def _reconciler() -> dict[str, Any]:
+    function: dict[str, Any] = load_template()["Resources"]["ReconcilerFunction"]["Properties"]
+    return function
+
+
+def test_the_reconciler_runs_alone_on_a_configurable_schedule() -> None:
+    template = load_template()
+    function = _reconciler()
+    [schedule] = function["Events"].values()
+
+    assert function["Handler"] == "handlers.reconciler.lambda_handler"
+    assert (ROOT / "src" / "handlers" / "reconciler.py").is_file()
+    assert function["ReservedConcurrentExecutions"] == 1
+    assert schedule["Type"] == "Schedule"
+    assert schedule["Properties"]["Schedule"] == {"Ref": "ReconcileSchedule"}
+    assert template["Parameters"]["ReconcileSchedule"]["Default"] == "rate(5 minutes)"
+    assert function["Environment"]["Variables"]["RECONCILE_GRACE_MINUTES"] == {"Ref": "ReconcileGraceMinutes"}
+    # Its passes stop before the timeout, and the timeout ends before the next pass is due.
+    assert function["Timeout"] < 300
+    assert function["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+def test_the_reconciler_takes_leases_as_long_as_the_checkout_functions() -> None:
+    resources = load_template()["Resources"]
+    checkout = resources[FUNCTION]["Properties"]["Environment"]["Variables"]
+
+    assert (
+        _reconciler()["Environment"]["Variables"]["CHECKOUT_LEASE_SECONDS"]
+        == checkout["CHECKOUT_LEASE_SECONDS"]
+    )
+
+
+def test_the_reconciler_has_its_own_role_naming_each_action_and_resource() -> None:
+    function = _reconciler()
+    [policy] = function["Policies"]
+    actions = {
+        action
+        for statement in policy["Statement"]
+        for action in (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+    }
+
+    assert "Role" not in function  # SAM makes it a role of its own from these statements
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow" and statement["Resource"] != "*", statement
+    assert all("*" not in action for action in actions)
+    assert not {"dynamodb:Scan", "dynamodb:DeleteItem", "secretsmanager:PutSecretValue"} & actions
+    indexes = next(s for s in policy["Statement"] if s["Sid"] == "ReadTheDueIndexAndFindSessionsById")
+    assert {"Fn::Sub": f"${{SessionsTable.Arn}}/index/{layout.DUE_INDEX}"} in indexes["Resource"]
+
+
+def test_alarms_watch_repeated_reconcile_failures_and_any_double_payment() -> None:
+    resources = load_template()["Resources"]
+    alarms = {
+        r["Properties"]["MetricName"]: r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "BookingPayments"
+    }
+
+    failures, doubles = alarms["ReconcileFailed"], alarms["DoublePayments"]
+    assert (failures["DatapointsToAlarm"], failures["EvaluationPeriods"], failures["Threshold"]) == (3, 6, 1)
+    assert (doubles["EvaluationPeriods"], doubles["Threshold"]) == (1, 1)
+    for alarm in (failures, doubles):
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": "stripe-checkout"}]
+
+
+def test_every_variable_any_function_sets_is_documented_in_the_readme() -> None:
+    resources = load_template()["Resources"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    functions = [r for r in resources.values() if r["Type"] == "AWS::Serverless::Function"]
+
+    assert len(functions) == 3
+    for function in functions:
+        for name in function["Properties"]["Environment"]["Variables"]:
+            assert f"`{name}`" in readme, name

@@ -299,15 +299,15 @@ _TRANSACT_ITEMS = {
     "ConditionCheck": "ConditionCheckItem",
     "Get": "GetItem",
 }
-# Methods only checkout-admin and the tests call, with the operator's credentials.
+# Methods only checkout-admin, the reconciler and the tests call.
 OPERATOR_ONLY = {"load"}
 
 
-def _dynamodb_actions(adapter: type) -> dict[str, set[str]]:
+def _dynamodb_actions(adapter: type, skip: set[str] = OPERATOR_ONLY) -> dict[str, set[str]]:
     """The DynamoDB actions the function's calls through `adapter` need, on "table" and "index"."""
     needed: dict[str, set[str]] = {"table": set(), "index": set()}
     tree = ast.parse(textwrap.dedent(inspect.getsource(adapter)))
-    methods = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name not in OPERATOR_ONLY]
+    methods = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name not in skip]
     for method in methods:
         for call in (n for n in ast.walk(method) if isinstance(n, ast.Call)):
             func = call.func
@@ -332,9 +332,9 @@ def _dynamodb_actions(adapter: type) -> dict[str, set[str]]:
     return needed
 
 
-def _granted(table: str) -> dict[str, set[str]]:
+def _granted(table: str, function: str = FUNCTION) -> dict[str, set[str]]:
     granted: dict[str, set[str]] = {"table": set(), "index": set()}
-    for statement in RESOURCES[FUNCTION]["Properties"]["Policies"][0]["Statement"]:
+    for statement in RESOURCES[function]["Properties"]["Policies"][0]["Statement"]:
         resource = json.dumps(statement["Resource"])
         if statement["Resource"] == {"Fn::GetAtt": [table, "Arn"]}:
             granted["table"] |= set(as_list(statement["Action"]))
@@ -349,6 +349,15 @@ def _granted(table: str) -> dict[str, set[str]]:
 )
 def test_the_function_may_call_exactly_what_its_adapters_call(table: str, adapter: type) -> None:
     assert _granted(table) == _dynamodb_actions(adapter)
+
+
+@pytest.mark.parametrize(
+    ("table", "adapter"),
+    [("CompaniesTable", DynamoCompanyDirectory), ("SessionsTable", DynamoSessionRegistry)],
+)
+def test_the_reconciler_may_call_exactly_what_its_adapters_call(table: str, adapter: type) -> None:
+    # It reads whole references (`load`) besides what the checkout function does.
+    assert _granted(table, "ReconcilerFunction") == _dynamodb_actions(adapter, skip=set())
 
 
 def test_the_function_may_only_read_secret_values() -> None:

@@ -13,6 +13,7 @@ VARIABLES = (
     "STRIPE_MAX_NETWORK_RETRIES", "STRIPE_TIMEOUT_SECONDS", "CHECKOUT_LEASE_SECONDS",
     "SETTINGS_CACHE_SECONDS", "SECRET_CACHE_SECONDS", "REFERENCE_SESSIONS_PER_MINUTE", "CORS_ALLOWED_ORIGINS",
     "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "EVENT_BUS_NAME", "STRIPE_WEBHOOK_TOLERANCE_SECONDS",
+    "RECONCILE_GRACE_MINUTES",
     "STAGE", "ALLOW_UNBOUND_API_KEYS",
 )  # fmt: skip
 
@@ -41,6 +42,7 @@ def test_defaults() -> None:
         metrics_namespace="BookingPayments",
         event_bus_name="stripe-checkout-events-dev",
         webhook_tolerance_seconds=300,
+        reconcile_grace_minutes=5,
         stage="dev",
         allow_unbound_api_keys=False,
     )
@@ -84,6 +86,7 @@ def test_empty_values_mean_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
         ("STRIPE_TIMEOUT_SECONDS", "0", "must be at least 0.1"),
         ("CHECKOUT_LEASE_SECONDS", "0", "must be at least 1"),
         ("SECRET_CACHE_SECONDS", "-5", "must be at least 0"),
+        ("RECONCILE_GRACE_MINUTES", "-1", "must be at least 0"),
         ("STAGE", "production", "must be one of dev, staging, prod"),
         ("ALLOW_UNBOUND_API_KEYS", "maybe", "must be true or false"),
     ],
