@@ -325,7 +325,14 @@ class InMemorySessionRegistry:
             if head is None or record is None:
                 return None
             result = transition(
-                head.payment, head.current_session_id, session.id, record.state, session.state
+                head.payment,
+                head.current_session_id,
+                session.id,
+                record.state,
+                session.state,
+                replacing_current=head.lease_owner is not None
+                and head.lease_expires_at_ms >= self._now_ms()
+                and bool(head.attempts),
             )
             if not result.changed:
                 return result

@@ -75,11 +75,15 @@ def transition(
     session_id: str,
     recorded: SessionState,
     observed: SessionState,
+    *,
+    replacing_current: bool = False,
 ) -> Transition:
     """Apply `observed` (what Stripe says of `session_id` now) to a reference.
 
     `recorded` is the session's state in the registry, `payment` and
-    `current_session_id` the reference's. Returns the states to store and the booking
+    `current_session_id` the reference's; `replacing_current` is True while a checkout
+    holds the reference (its new session is about to become current, and the expiry of
+    the old one is its own doing, not news). Returns the states to store and the booking
     events owed; `changed` is False when the news was already known or is stale.
     """
     if _PROGRESS[observed] <= _PROGRESS[recorded]:
@@ -102,7 +106,7 @@ def transition(
         elif payment.state is PaymentState.PAYABLE:
             # The failure overtook the news that the payment was settling: still news.
             events = (BookingEvent.PAYMENT_FAILED,)
-    elif session_id == current_session_id and payment.state is PaymentState.PAYABLE:
+    elif session_id == current_session_id and payment.state is PaymentState.PAYABLE and not replacing_current:
         events = (BookingEvent.EXPIRED,)  # observed is EXPIRED: the booking's checkout lapsed
     return Transition(observed, payment, events, changed=True)
 

@@ -572,7 +572,14 @@ class DynamoSessionRegistry:
                 return None
             payment = _payment(head)
             recorded = SessionState(str(item.get("state", SessionState.OPEN.value)))
-            result = transition(payment, head.get("current_session_id"), session.id, recorded, session.state)
+            result = transition(
+                payment,
+                head.get("current_session_id"),
+                session.id,
+                recorded,
+                session.state,
+                replacing_current=_checkout_in_progress(head, int(self._clock() * 1000)),
+            )
             if not result.changed:
                 return result
             try:
@@ -938,6 +945,18 @@ class DynamoSessionRegistry:
             sessions=tuple(sessions),
             owed_events=tuple(sorted(head.get("outbox") or {})),
         )
+
+
+def _checkout_in_progress(head: dict[str, Any], now_ms: int) -> bool:
+    """A checkout holds the reference: a live lease with its pending attempt.
+
+    (The reconciler's lease appends no attempt: what it learns is news.)
+    """
+    return (
+        bool(head.get("lease_owner"))
+        and int(head.get("lease_expires_at_ms", 0)) >= now_ms
+        and bool(head.get("attempts"))
+    )
 
 
 def to_open_info(session: OpenSession) -> dict[str, Any]:

@@ -520,3 +520,20 @@ def test_due_records_come_oldest_first_and_can_be_looked_at_again_later(
     assert [r.session_id for r in registry.due(None, key.company_id)] == ["cs_2", "cs_1"]
     assert [r.session_id for r in registry.due(first_ms + 1000, key.company_id)] == ["cs_2"]
     assert list(registry.due(None, uuid.uuid4())) == []
+
+
+def test_the_current_session_expired_by_a_checkout_replacing_it_owes_no_event(
+    registry: DynamoSessionRegistry, key: ReferenceKey
+) -> None:
+    checkout(registry, key, "cs_1")
+    with registry.reference(key, attempt(key)) as ref:
+        # Stripe's webhook for the expiry this checkout caused arrives before its commit.
+        result = registry.apply_news(key, session("cs_1", SessionStatus.EXPIRED))
+        ref.commit(
+            [SessionWrite(session("cs_2"), None, "hosted", created=True)],
+            current_session_id="cs_2",
+            open_sessions=[OpenSession("cs_2", None)],
+        )
+
+    assert result is not None and result.changed and result.events == ()
+    assert registry.load(key).owed_events == ()
