@@ -428,9 +428,12 @@ def test_a_pass_over_10000_settled_references_costs_what_its_3_open_ones_cost(
 
     assert report.sessions_checked == 3
     assert report.failed == 0
-    assert ("recorded it paid", opened[0]) in repairs(report)
+    # The payment is what the pass repaired (which step of it recorded the payment is the
+    # other tests' subject; this one counts calls).
+    assert report.repaired >= 1
     assert "Scan" not in calls
     # Per pass: one Query per shard for what is due and one for the events sweep; per open
     # reference: read it, apply Stripe's answer, look again or publish and leave the index.
     assert sum(calls.values()) <= 8 + 3 * 8, calls
     print(f"DynamoDB calls for 10,000 settled and 3 open references: {sum(calls.values())} {dict(calls)}")
+    assert registry.load(ReferenceKey(company_id, "open-0")).payment.paid_session_id == opened[0]
