@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from pathlib import Path
 
-import yaml
+# Run by path from the repository root (./dev sam), in checkov's virtualenv.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from localdev.cfn_template import load_template
 
 ALL_FEATURES = {
     "AllowedOrigins": "https://booking.example.com",
@@ -25,29 +28,8 @@ ALL_FEATURES = {
 }
 
 
-class _Loader(yaml.SafeLoader):
-    """Reads CloudFormation's short tags (`!Ref X`) as their long form."""
-
-
-def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = suffix if suffix == "Ref" else f"Fn::{suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = str(value).split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return {name: value}
-
-
-_Loader.add_multi_constructor("!", _tag)
-
-
 def main(source: str, target: str) -> None:
-    with open(source, encoding="utf-8") as stream:
-        template = yaml.load(stream, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    template = load_template(Path(source))
     for name, value in ALL_FEATURES.items():
         template["Parameters"][name]["Default"] = value
     with open(target, "w", encoding="utf-8") as stream:

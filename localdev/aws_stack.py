@@ -29,47 +29,17 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
-import yaml
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from localdev.cfn_template import load_template
 from localdev.remote_calls import DYNAMODB, SECRETS_MANAGER, CallLog, hold_until
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 FUNCTION = "CheckoutFunction"
 REGION = "eu-north-1"
-
-
-class _CloudFormationLoader(yaml.SafeLoader):
-    """Reads CloudFormation's short tags (`!Ref X`) as their long form (`{"Ref": X}`)."""
-
-
-def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = suffix if suffix == "Ref" else f"Fn::{suffix}"
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = str(value).split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return {name: value}
-
-
-_CloudFormationLoader.add_multi_constructor("!", _tag)
-
-
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    """template.yaml as plain data."""
-    with path.open(encoding="utf-8") as stream:
-        data: dict[str, Any] = yaml.load(stream, Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
-    return data
 
 
 def table_definitions(template: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:

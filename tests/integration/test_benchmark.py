@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import stripe
 
-from localdev.aws_stack import REGION, LocalAws, load_template
+from localdev.aws_stack import REGION, LocalAws
 from localdev.benchmark import SCENARIOS
+from localdev.cfn_template import load_template
 from localdev.remote_calls import DYNAMODB, STRIPE, CallLog
 from localdev.stripe_emulator import StripeEmulator
 from tests.conftest import STRIPE_KEY

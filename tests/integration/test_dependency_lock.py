@@ -14,7 +14,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from localdev.aws_stack import load_template
+from localdev.cfn_template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 

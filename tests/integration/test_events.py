@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from localdev.apigw import LocalContext
-from localdev.aws_stack import FUNCTION, load_template
+from localdev.aws_stack import FUNCTION
+from localdev.cfn_template import load_template
 from localdev.local_api import DEMO_COMPANY_ID, onboard_demo_company
 from tests.conftest import STRIPE_KEY, Api, Stack
 from tests.integration.test_failures import use_service

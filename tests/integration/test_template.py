@@ -11,7 +11,8 @@ from typing import Any
 
 from checkout import dynamodb_layout as layout
 from checkout.operations import OPERATIONS, PREDEFINED_ROUTES
-from localdev.aws_stack import FUNCTION, load_template, table_definitions
+from localdev.aws_stack import FUNCTION, table_definitions
+from localdev.cfn_template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 

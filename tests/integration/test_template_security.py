@@ -18,7 +18,8 @@ import pytest
 
 from checkout.company_store import DynamoCompanyDirectory
 from checkout.session_registry import DynamoSessionRegistry
-from localdev.aws_stack import FUNCTION, load_template
+from localdev.aws_stack import FUNCTION
+from localdev.cfn_template import load_template
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
