@@ -38,6 +38,16 @@ from checkout.session_registry import ReferenceLease, SessionWrite, owed_session
 from checkout.stripe_gateway import session_params
 
 
+@dataclass
+class Clock:
+    """A clock the test moves by hand, for leases, caches and Stripe's expiry."""
+
+    now: float = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class FakeDirectory:
     """One company's settings and catalogue."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 
@@ -30,17 +30,9 @@ from checkout.errors import AlreadyPaid, CheckoutInProgress, LeaseLost, PaymentP
 from checkout.reference_transitions import BookingEvent
 from checkout.session_registry import DynamoSessionRegistry, SessionWrite
 from tests.conftest import TABLES
-from tests.fakes import InMemorySessionRegistry
+from tests.fakes import Clock, InMemorySessionRegistry
 
 LEASE_SECONDS = 30
-
-
-@dataclass
-class Clock:
-    now: float = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(params=["dynamodb", "in-memory"])

@@ -30,7 +30,7 @@ from checkout.errors import UpstreamFailure
 from checkout.reconciler import Reconciler, ReconcileReport
 from checkout.service import CheckoutService
 from checkout.session_registry import SessionWrite
-from tests.fakes import FakeDirectory, FakePublisher, FakeStripe, InMemorySessionRegistry
+from tests.fakes import Clock, FakeDirectory, FakePublisher, FakeStripe, InMemorySessionRegistry
 
 COMPANY = uuid.UUID("3f2504e0-4f89-11d3-9a0c-0305e82c3301")
 KEY = "key-of-the-company"
@@ -48,14 +48,6 @@ SPEC = CheckoutSpec(
     COMPANY, "ref-1", UiMode.HOSTED, "sv", (LineItem("Haircut", 45000, "sek", 1),), (1,),
     "https://shop.example/done", None, None,
 )  # fmt: skip
-
-
-@dataclass
-class Clock:
-    now: float = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

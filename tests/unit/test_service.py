@@ -40,7 +40,7 @@ from checkout.errors import (
     UpstreamFailure,
 )
 from checkout.service import CheckoutService
-from tests.fakes import FakeDirectory, FakePublisher, FakeStripe, InMemorySessionRegistry
+from tests.fakes import Clock, FakeDirectory, FakePublisher, FakeStripe, InMemorySessionRegistry
 
 COMPANY = uuid.UUID("3f2504e0-4f89-11d3-9a0c-0305e82c3301")
 SETTINGS = CompanySettings(
@@ -53,14 +53,6 @@ SETTINGS = CompanySettings(
 )
 KEY = "key-of-the-company"
 ARTICLE = Article(ArticleKey(1, 42), "Haircut", 45000, "sek")
-
-
-@dataclass
-class Clock:
-    now: float = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
