@@ -1,24 +1,30 @@
-"""botocore clients with bounded retries and timeouts, and AWS failures as contract errors.
+"""The AWS clients, with bounded retries and timeouts, and AWS failures as contract errors.
 
-The function needs only low-level clients, so it builds them from one botocore session
-per container and never imports boto3 (whose import, mostly s3transfer, costs a cold
-start about 90 ms for nothing). botocore picks up `AWS_ENDPOINT_URL` /
-`AWS_ENDPOINT_URL_<SERVICE>` by itself, which is how tests and the local API point it
-at moto.
+The functions call DynamoDB, Secrets Manager and EventBridge through
+`checkout.aws_json_client`, which speaks their JSON protocol with botocore's
+configuration, retries and exceptions but without building botocore clients, the
+largest part of a cold start. The CLI's API Gateway calls (not a JSON-protocol service)
+use a botocore client. Both pick up `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`,
+which is how tests and the local API point them at moto.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
-import botocore.session
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
+from checkout.aws_json_client import (
+    DYNAMODB,
+    EVENTBRIDGE,
+    SECRETS_MANAGER,
+    THROTTLED_CODES,
+    AwsJsonClient,
+    ClientSettings,
+)
 from checkout.errors import UpstreamFailure
 
 if TYPE_CHECKING:
@@ -27,66 +33,51 @@ if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-# Standard mode retries throttling and transient errors with backoff; short timeouts
-# keep a stuck connection from eating the Lambda's time budget. The pool is as large
-# as the number of calls one request makes at once.
-BOTO_CONFIG = BotoConfig(
-    retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=2,
-    read_timeout=5,
-    max_pool_connections=16,
-)
+# Standard retry mode with 3 retries (4 attempts); short timeouts keep a stuck connection
+# from eating the Lambda's time budget; the pool is as large as the calls one request
+# makes at once.
+SETTINGS = ClientSettings(connect_timeout=2, read_timeout=5, max_attempts=4, max_pool_connections=16)
 
 # The function's role may not do this (a deployment fault): no retry will help.
 _ACCESS_DENIED = {"AccessDeniedException", "UnrecognizedClientException"}
 
-_THROTTLED = {
-    "ThrottlingException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-}
 
-_session: botocore.session.Session | None = None
-_session_lock = threading.Lock()
-
-
-def _client(service: str) -> Any:
-    # A botocore session is not safe to share between threads while it builds clients
-    # (the clients themselves are), and a client may be built late, on first use.
-    global _session  # noqa: PLW0603 - one session per container, made on first use
-    with _session_lock:
-        if _session is None:
-            _session = botocore.session.get_session()
-        return _session.create_client(service, config=BOTO_CONFIG)
-
-
+# The JSON client answers every operation with botocore's parameters, answers and
+# exceptions (tests/contract/test_aws_clients.py), so the mypy_boto3 types describe it.
 def dynamodb_client() -> DynamoDBClient:
     """A DynamoDB client for the function or the CLI."""
-    return cast("DynamoDBClient", _client("dynamodb"))
+    return cast("DynamoDBClient", AwsJsonClient(DYNAMODB, SETTINGS))
 
 
 def secretsmanager_client() -> SecretsManagerClient:
     """A Secrets Manager client for the function or the CLI."""
-    return cast("SecretsManagerClient", _client("secretsmanager"))
+    return cast("SecretsManagerClient", AwsJsonClient(SECRETS_MANAGER, SETTINGS))
 
 
 def events_client() -> EventBridgeClient:
     """An EventBridge client for publishing booking events."""
-    return cast("EventBridgeClient", _client("events"))
+    return cast("EventBridgeClient", AwsJsonClient(EVENTBRIDGE, SETTINGS))
 
 
 def apigateway_client() -> APIGatewayClient:
     """An API Gateway client for the CLI (API keys and usage plans)."""
-    return cast("APIGatewayClient", _client("apigateway"))
+    import botocore.session  # the CLI's only botocore client
+    from botocore.config import Config as BotoConfig
+
+    config = BotoConfig(
+        retries={"mode": "standard", "total_max_attempts": SETTINGS.max_attempts},
+        connect_timeout=SETTINGS.connect_timeout,
+        read_timeout=SETTINGS.read_timeout,
+    )
+    return cast("APIGatewayClient", botocore.session.get_session().create_client("apigateway", config=config))
 
 
 def aws_failure(exc: Exception, service: str) -> UpstreamFailure:
-    """The contract's 503/504 for an AWS call that failed after botocore's retries."""
+    """The contract's 503/504 for an AWS call that failed after its retries."""
     if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
         return UpstreamFailure("AwsTimeout", f"{service} did not answer in time; please retry.")
     code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
-    if code in _THROTTLED:
+    if code in THROTTLED_CODES:
         return UpstreamFailure("AwsThrottled", f"{service} is throttling requests; please retry.")
     if code in _ACCESS_DENIED:
         return UpstreamFailure(
@@ -110,7 +101,7 @@ def condition_failed(exc: ClientError) -> bool:
 def aws_errors(
     service: str, on_condition_failed: Callable[[ClientError], Exception] | None = None
 ) -> Iterator[None]:
-    """Turn botocore failures inside the block into `UpstreamFailure`.
+    """Turn AWS failures inside the block into `UpstreamFailure`.
 
     A failed DynamoDB condition is not a failure of AWS but an answer; with
     `on_condition_failed` it raises what that factory makes of the error instead.

@@ -1,7 +1,7 @@
 """Builds the use cases from configuration: the one place adapters are chosen.
 
 Everything here is built once per container (at import, in Lambda's init phase): one
-botocore session and its clients, one thread pool, one Stripe HTTP client.
+set of AWS clients, one thread pool, one Stripe HTTP client.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from checkout.stripe_gateway import StripeGateway
 from checkout.stripe_keys import SecretsManagerKeys
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
     from checkout.reconciler import Reconciler
     from checkout.stripe_webhooks import StripeWebhookService
 
@@ -46,8 +48,10 @@ def _secrets(config: Config) -> SecretCache:
     return SecretCache(secretsmanager_client(), config.secret_cache_seconds, reads)
 
 
-def _registry_and_relay(config: Config) -> tuple[DynamoSessionRegistry, OutboxRelay]:
-    registry = DynamoSessionRegistry(dynamodb_client(), config.sessions_table, config.lease_seconds)
+def _registry_and_relay(
+    config: Config, dynamodb: DynamoDBClient
+) -> tuple[DynamoSessionRegistry, OutboxRelay]:
+    registry = DynamoSessionRegistry(dynamodb, config.sessions_table, config.lease_seconds)
     return registry, OutboxRelay(registry, EventBridgePublisher(events_client, config.event_bus_name))
 
 
@@ -55,9 +59,10 @@ def build_services(config: Config) -> Services:
     """The checkout and status use cases wired to DynamoDB, Secrets Manager, Stripe and
     EventBridge, and the `Idempotency-Key` records."""
     executor = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="checkout")
-    registry, relay = _registry_and_relay(config)
+    dynamodb = dynamodb_client()
+    registry, relay = _registry_and_relay(config, dynamodb)
     directory = DynamoCompanyDirectory(
-        dynamodb_client(), config.companies_table, config.settings_cache_seconds, refresher=executor
+        dynamodb, config.companies_table, config.settings_cache_seconds, refresher=executor
     )
     keys = SecretsManagerKeys(_secrets(config), stage=config.stage, name_prefix=config.secret_name_prefix)
     gateway = StripeGateway(config, keys)
@@ -81,7 +86,7 @@ def build_webhook_service(config: Config) -> StripeWebhookService:
     # Imported here: the checkout function never receives webhooks and need not load it.
     from checkout.stripe_webhooks import StripeWebhookService
 
-    registry, relay = _registry_and_relay(config)
+    registry, relay = _registry_and_relay(config, dynamodb_client())
     return StripeWebhookService(
         _secrets(config),
         config.secret_name_prefix,
@@ -101,11 +106,10 @@ def build_reconciler(config: Config) -> Reconciler:
     from checkout.reconciler import Reconciler
     from checkout.stripe_webhooks import WebhookEndpoints
 
-    registry, relay = _registry_and_relay(config)
+    dynamodb = dynamodb_client()
+    registry, relay = _registry_and_relay(config, dynamodb)
     secrets = _secrets(config)
-    directory = DynamoCompanyDirectory(
-        dynamodb_client(), config.companies_table, config.settings_cache_seconds
-    )
+    directory = DynamoCompanyDirectory(dynamodb, config.companies_table, config.settings_cache_seconds)
     return Reconciler(
         directory,
         StripeGateway(

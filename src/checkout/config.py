@@ -3,8 +3,9 @@
 This is the one configuration model: each field names its variable and default here,
 and the README's configuration table lists them all (a test keeps the two in step). The
 function starts with no configuration at all against real AWS and real Stripe; a local
-run only points the endpoints elsewhere. AWS endpoints are not configured here:
-botocore itself honours `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`.
+run only points the endpoints elsewhere. AWS endpoints and credentials are not
+configured here: the AWS clients read botocore's variables (`AWS_ENDPOINT_URL`,
+`AWS_ENDPOINT_URL_<SERVICE>`, `AWS_REGION`, ...) themselves, see `aws_json_client`.
 """
 
 from __future__ import annotations

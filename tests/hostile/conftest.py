@@ -1,7 +1,7 @@
 """Fixtures of the hostile-input suite and the fault matrix (docs/reliability.md).
 
 `fast` swaps in a service whose clients give up after `TIMEOUT` seconds and retry
-without sleeping, so a fault that exhausts every retry costs about a second. Only the
+after at most 10 ms, so a fault that exhausts every retry costs about a second. Only the
 SDKs' backoff sleeps are shortened; what is retried, how often, and what the service
 does after are the same as deployed. The lease keeps its deployed length.
 """
@@ -17,8 +17,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from botocore.config import Config as BotoConfig
-from botocore.retries.standard import ExponentialBackoff
 from stripe._http_client import HTTPClient
 
 from checkout import aws_clients
@@ -34,9 +32,10 @@ def use_fast_service(
     monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType, **overrides: Any
 ) -> Services:
     """A new container's services, with short timeouts and no backoff sleeps."""
-    fast = BotoConfig(connect_timeout=TIMEOUT, read_timeout=TIMEOUT)
-    monkeypatch.setattr(aws_clients, "BOTO_CONFIG", aws_clients.BOTO_CONFIG.merge(fast))
-    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.01)
+    fast = dataclasses.replace(
+        aws_clients.SETTINGS, connect_timeout=TIMEOUT, read_timeout=TIMEOUT, max_backoff_seconds=0.01
+    )
+    monkeypatch.setattr(aws_clients, "SETTINGS", fast)
     monkeypatch.setattr(HTTPClient, "_sleep_time_seconds", lambda self, num_retries: 0.01)
     config = Config.from_env()
     settings = {"stripe_timeout_seconds": TIMEOUT, "settings_cache_seconds": 0, "secret_cache_seconds": 0}

@@ -11,15 +11,17 @@ import dataclasses
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import pytest
 
+from checkout import aws_clients
 from checkout.aws_clients import dynamodb_client, events_client, secretsmanager_client
+from checkout.aws_json_client import DYNAMODB, AwsJsonClient
 from checkout.booking_events import EventBridgePublisher, OutboxRelay
 from checkout.company_store import DynamoCompanyDirectory
 from checkout.composition import build_reconciler
@@ -37,6 +39,9 @@ from tests.conftest import Api, Company, Stack, admin, onboard
 from tests.integration.test_checkout_api import assert_error_body
 from tests.integration.test_failures import EXPIRE, assert_invariant, use_service
 from tests.integration.test_stripe_webhooks import WEBHOOK, bridge, settle, webhook_module
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 __all__ = ["bridge", "webhook_module"]  # fixtures this module uses from the webhook tests
 
@@ -391,9 +396,14 @@ def test_a_pass_over_10000_settled_references_costs_what_its_3_open_ones_cost(
     config = dataclasses.replace(Config.from_env(), sessions_table=scale_table, reconcile_grace_minutes=0)
     company_id = uuid.UUID(company.company_id)
     _settled_references(scale_table, company_id, 10_000)
-    client = dynamodb_client()
     calls: Counter[str] = Counter()
-    client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.update([model.name]))
+
+    class CountingClient(AwsJsonClient):
+        def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+            calls.update([operation])
+            return super().call(operation, params)
+
+    client = cast("DynamoDBClient", CountingClient(DYNAMODB, aws_clients.SETTINGS))
     registry = DynamoSessionRegistry(client, scale_table, config.lease_seconds)
     secrets = SecretCache(secretsmanager_client(), 300, ThreadPoolExecutor(max_workers=2))
     keys = SecretsManagerKeys(secrets, stage=config.stage, name_prefix=config.secret_name_prefix)
