@@ -4,7 +4,7 @@ Uses the real stripe-python `StripeClient` over HTTP: against api.stripe.com in
 production, against the project's Checkout emulator (`STRIPE_API_BASE`) in tests and
 local runs. The API version is pinned so Stripe cannot change behaviour under us, and
 network retries are switched on explicitly because `StripeClient` does not retry by
-default; `RetryingHttpClient` is the one retry policy for Stripe (429 included). Stripe
+default; `StripeHttpClient` is the one retry policy for Stripe (429 included). Stripe
 failures leave this module as `UpstreamFailure` (502/503/504 with Stripe's request id);
 a key Stripe refuses is fetched again once (it may have been rotated) before the
 failure is reported as `StripeCredentialsUnusable`.
@@ -12,13 +12,14 @@ failure is reported as `StripeCredentialsUnusable`.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-import requests
 import stripe
+import urllib3
 
 from checkout.config import Config
 from checkout.contract import UiMode
@@ -115,14 +116,75 @@ def session_from_stripe(obj: Any, *, payment_failed: bool = False) -> CheckoutSe
     )
 
 
-class RetryingHttpClient(stripe.RequestsClient):
-    """stripe-python's HTTP client with the service's one retry policy for Stripe.
+class StripeHttpClient(stripe.HTTPClient):
+    """stripe-python's HTTP client over urllib3, with the service's one retry policy for Stripe.
 
     `StripeClient` retries (up to `max_network_retries`, backing off 0.5 s doubling to
     5 s, with one idempotency key per call) connection errors, 409 and 5xx, and whatever
     `Stripe-Should-Retry` says. Stripe also asks clients to back off and retry a 429
-    (rate limited): that is the one addition here.
+    (rate limited): that is the one addition to the policy.
+
+    stripe-python's own `RequestsClient` goes through a requests session per thread,
+    whose per-call work (hooks, cookies, proxy settings read from the environment on
+    every call) was about a fifth of the service's warm CPU per checkout. urllib3,
+    which the AWS client uses too, does what is needed here directly: one pool of
+    keep-alive connections shared by the concurrent calls, connect and read timeouts,
+    TLS checked against stripe-python's CA bundle. Proxies are not used (Lambda reaches
+    Stripe directly or through a NAT). Failures are reported as `RequestsClient`
+    reports them: `APIConnectionError`, retryable for timeouts and broken connections,
+    not for TLS failures.
     """
+
+    name = "urllib3"
+
+    def __init__(self, connect_timeout: float, read_timeout: float) -> None:
+        super().__init__(verify_ssl_certs=True)
+        self._pool = urllib3.PoolManager(
+            maxsize=16,
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            retries=False,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=stripe.ca_bundle_path,
+        )
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        try:
+            response = self._pool.request(
+                method.upper(),
+                url,
+                body=post_data,
+                headers={"Accept-Encoding": "gzip, deflate", **(headers or {})},
+                redirect=False,
+            )
+        except urllib3.exceptions.SSLError as exc:
+            raise _connection_error("Could not verify Stripe's TLS certificate", exc, retry=False) from exc
+        except (urllib3.exceptions.TimeoutError, urllib3.exceptions.ProtocolError) as exc:
+            raise _connection_error("Unexpected error communicating with Stripe", exc, retry=True) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise _connection_error("Unexpected error communicating with Stripe", exc, retry=False) from exc
+        return response.data, response.status, response.headers
+
+    def request_stream(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        raise NotImplementedError("the service reads no streamed Stripe answers")
+
+    def close(self) -> None:
+        self._pool.clear()
 
     def _should_retry(
         self,
@@ -139,6 +201,22 @@ class RetryingHttpClient(stripe.RequestsClient):
         ):
             return True
         return bool(super()._should_retry(response, api_connection_error, num_retries, max_network_retries))
+
+
+def _connection_error(message: str, exc: Exception, *, retry: bool) -> stripe.APIConnectionError:
+    # stripe-python's error classes carry no annotations.
+    error: stripe.APIConnectionError = stripe.APIConnectionError(  # type: ignore[no-untyped-call]
+        f"{message} ({type(exc).__name__}).", should_retry=retry
+    )
+    return error
+
+
+def _timed_out(exc: stripe.APIConnectionError) -> bool:
+    # urllib3 counts a refused connection as a (connect) timeout; it is not one.
+    cause = exc.__cause__
+    return isinstance(cause, urllib3.exceptions.TimeoutError) and not isinstance(
+        cause, urllib3.exceptions.NewConnectionError
+    )
 
 
 @contextmanager
@@ -175,7 +253,7 @@ def _stripe_errors(operation: str) -> Iterator[None]:
                 "StripeThrottled", "Stripe is rate limiting requests; please retry.", request_id
             ) from None
         if isinstance(exc, stripe.APIConnectionError):
-            if isinstance(exc.__cause__, requests.exceptions.Timeout):
+            if _timed_out(exc):
                 raise UpstreamFailure(
                     "StripeTimeout", "Stripe did not answer in time; please retry."
                 ) from None
@@ -199,17 +277,29 @@ class StripeKeySource(Protocol):
     def get(self, secret_name: str, *, refresh: bool = False) -> str: ...
 
 
+def _load_stripe_modules() -> None:
+    """Import what stripe-python otherwise imports inside the first checkout's calls."""
+    try:
+        stripe.StripeClient("sk_test_preparation_only").v1.checkout.sessions  # noqa: B018 - loads the services
+        importlib.import_module("stripe.checkout._session")  # the class Stripe's answer is parsed into
+    except Exception:  # a newer stripe-python laid out otherwise: it loads them when used, as before
+        logger.warning("Could not load stripe-python's modules ahead of use", exc_info=True)
+
+
 class StripeGateway:
     """Creates, expires and retrieves Checkout Sessions for any company's key and account."""
 
     def __init__(self, config: Config, keys: StripeKeySource) -> None:
         self._config = config
         self._keys = keys
-        # One HTTP client for all companies: requests keeps a session (and its TLS
-        # connections) per thread, which the concurrent calls rely on.
-        self._http = RetryingHttpClient(
-            timeout=(min(3.0, config.stripe_timeout_seconds), config.stripe_timeout_seconds)
-        )
+        # stripe-python loads its client, services and the Checkout Session class on
+        # first use: 30-40 ms of a cold container's first checkout. Here they load with
+        # the module, in Lambda's init phase, which runs with full CPU (and before the
+        # first request at all with provisioned concurrency or SnapStart).
+        _load_stripe_modules()
+        # One HTTP client for all companies: one pool of keep-alive TLS connections,
+        # shared by the concurrent calls of a request.
+        self._http = StripeHttpClient(min(3.0, config.stripe_timeout_seconds), config.stripe_timeout_seconds)
         self._clients: dict[str, stripe.StripeClient] = {}
         self._lock = threading.Lock()
 
