@@ -282,6 +282,7 @@ def _load_stripe_modules() -> None:
     try:
         stripe.StripeClient("sk_test_preparation_only").v1.checkout.sessions  # noqa: B018 - loads the services
         importlib.import_module("stripe.checkout._session")  # the class Stripe's answer is parsed into
+        importlib.import_module("stripe._object_classes")  # the table that picks it
     except Exception:  # a newer stripe-python laid out otherwise: it loads them when used, as before
         logger.warning("Could not load stripe-python's modules ahead of use", exc_info=True)
 
