@@ -80,10 +80,15 @@ def aws_failure(exc: Exception, service: str) -> UpstreamFailure:
     if code in THROTTLED_CODES:
         return UpstreamFailure("AwsThrottled", f"{service} is throttling requests; please retry.")
     if code in _ACCESS_DENIED:
-        return UpstreamFailure(
-            "AwsAccessDenied", f"The service may not use {service}; this needs a fix, please contact support."
-        )
+        return access_denied(service)
     return UpstreamFailure("AwsUnavailable", f"{service} is unavailable; please retry.")
+
+
+def access_denied(service: str) -> UpstreamFailure:
+    """The contract's 502 for what the function's role (or a KMS key) does not allow it."""
+    return UpstreamFailure(
+        "AwsAccessDenied", f"The service may not use {service}; this needs a fix, please contact support."
+    )
 
 
 def condition_failed(exc: ClientError) -> bool:

@@ -18,21 +18,24 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from checkout.aws_clients import aws_failure
+from checkout.observability import logger
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-# Answers that no retry will change: the secret is missing or not ours to read.
-_UNUSABLE = {
-    "ResourceNotFoundException",
-    "AccessDeniedException",
-    "DecryptionFailure",
-    "InvalidRequestException",
-}
+# Answers that no retry will change: the secret is missing (or scheduled for
+# deletion), or it is there and this function's role or its KMS key refuses it.
+_MISSING = {"ResourceNotFoundException", "InvalidRequestException"}
+_FORBIDDEN = {"AccessDeniedException", "DecryptionFailure"}
 
 
 class SecretUnavailable(Exception):
     """The secret does not exist, cannot be read by this function, or holds no text."""
+
+
+class SecretForbidden(SecretUnavailable):
+    """The secret may exist, but this function may not read it: a deployment fault (the
+    role's policy, the KMS key's), not the caller's, which is logged as an error."""
 
 
 class SecretCache:
@@ -86,8 +89,12 @@ class SecretCache:
             try:
                 value = self._client.get_secret_value(SecretId=name).get("SecretString")
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in _UNUSABLE:
+                code = exc.response.get("Error", {}).get("Code")
+                if code in _MISSING:
                     raise SecretUnavailable(name) from None
+                if code in _FORBIDDEN:
+                    logger.error("The function may not read a secret", extra={"secret": name, "code": code})
+                    raise SecretForbidden(name) from None
                 raise aws_failure(exc, "Secrets Manager") from None
             except BotoCoreError as exc:
                 raise aws_failure(exc, "Secrets Manager") from None

@@ -27,13 +27,14 @@ from typing import Any, Protocol
 
 import stripe
 
+from checkout.aws_clients import access_denied
 from checkout.booking_events import OutboxRelay
 from checkout.domain import CheckoutSession, CompanySettings, ReferenceKey, SessionRecord
 from checkout.errors import CheckoutError
 from checkout.observability import count, logger
 from checkout.reference_transitions import Transition
 from checkout.request_decoding import InputRefused, parse_json
-from checkout.secrets_store import SecretCache, SecretUnavailable
+from checkout.secrets_store import SecretCache, SecretForbidden, SecretUnavailable
 from checkout.stripe_gateway import SESSION_EVENT_TYPES, session_from_stripe
 
 CONNECT = "connect"
@@ -141,6 +142,10 @@ class StripeWebhookService:
     def _matches_any(self, scope: str, text: str, signature: str, *, refresh: bool) -> bool:
         try:
             stored = self._secrets.get(signing_secret_name(self._prefix, scope), refresh=refresh)
+        except SecretForbidden:
+            # Our deployment's fault, not the sender's: a 5xx, so Stripe delivers again
+            # (for up to three days) once the role may read the secret.
+            raise access_denied("Secrets Manager") from None
         except SecretUnavailable:
             return False  # no endpoint of that name: the same answer as a bad signature
         for secret in decode_signing_secrets(stored):
@@ -215,5 +220,9 @@ class WebhookEndpoints:
         """Whether an endpoint for `scope` (a company id, or `connect`) has signing secrets."""
         try:
             return bool(decode_signing_secrets(self._secrets.get(signing_secret_name(self._prefix, scope))))
+        except SecretForbidden:
+            # There, but unreadable: its deliveries are failing, which is exactly when
+            # the reconciler must look for undelivered events.
+            return True
         except SecretUnavailable:
             return False

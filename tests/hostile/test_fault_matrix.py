@@ -225,12 +225,13 @@ WEBHOOK_CALLS = [
 
 
 def expected_delivery(case: Case, fault: str, persistent: bool) -> set[int]:
-    """The faulted delivery's status: 200 when it rode the fault out, else a 5xx (Stripe
-    delivers again) or, for a signing secret the function may not read, a 400."""
-    if not persistent and (fault != "auth failure" or case.name == "webhook: signing secret"):
-        return {200}  # retried; a signing secret that fails to verify is fetched once more
-    if case.name == "webhook: signing secret" and fault == "auth failure":
-        return {400}  # no secret to verify with: the delivery is refused, and Stripe retries it
+    """The faulted delivery's status: 200 when it rode the fault out, else a 5xx, and
+    Stripe delivers again: a signing secret the function may not read is the deployment's
+    fault (502), never the sender's (400)."""
+    if not persistent and fault != "auth failure":
+        return {200}  # retried
+    if fault == "auth failure":
+        return {502}  # AwsAccessDenied: not retried, the role lacks a permission
     if case.name == "webhook: record the news" and fault in {"timeout after acting", "answer lost"}:
         return {200, *_FIVE_XX}  # the write was applied; a re-read may see it
     return _FIVE_XX

@@ -1,0 +1,48 @@
+"""What a secret's unreadability means: missing (the caller's problem, or no endpoint)
+or forbidden (the deployment's problem, which must not look like the caller's)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from checkout.errors import UpstreamFailure
+from checkout.secrets_store import SecretCache, SecretForbidden, SecretUnavailable
+from checkout.stripe_webhooks import WebhookEndpoints
+
+
+class _Refusing:
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def get_secret_value(self, **_: Any) -> dict[str, Any]:
+        raise ClientError({"Error": {"Code": self.code, "Message": "no"}}, "GetSecretValue")
+
+
+def _cache(code: str) -> SecretCache:
+    return SecretCache(_Refusing(code), 60, ThreadPoolExecutor(max_workers=1))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "DecryptionFailure"])
+def test_a_secret_the_role_may_not_read_is_forbidden(code: str) -> None:
+    with pytest.raises(SecretForbidden):
+        _cache(code).get("stripe-checkout/webhook/connect")
+    # The reconciler must still look for the events Stripe could not deliver to it.
+    assert WebhookEndpoints(_cache(code), "stripe-checkout/").registered("connect")
+
+
+@pytest.mark.parametrize("code", ["ResourceNotFoundException", "InvalidRequestException"])
+def test_a_missing_secret_is_unavailable_not_forbidden(code: str) -> None:
+    with pytest.raises(SecretUnavailable) as caught:
+        _cache(code).get("stripe-checkout/webhook/connect")
+    assert not isinstance(caught.value, SecretForbidden)
+    assert not WebhookEndpoints(_cache(code), "stripe-checkout/").registered("connect")
+
+
+def test_an_unavailable_secrets_manager_is_an_upstream_failure() -> None:
+    with pytest.raises(UpstreamFailure) as caught:
+        _cache("InternalServiceError").get("stripe-checkout/acme")
+    assert caught.value.error_code == "AwsUnavailable"
