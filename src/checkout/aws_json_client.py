@@ -30,8 +30,9 @@ difference, and `tests/contract/test_aws_clients.py` holds it to botocore's answ
 It does not model what this service does not use: binary (`B`) attributes arrive as
 base64 text and timestamps as epoch seconds rather than `bytes` and `datetime`, no
 parameter is validated before AWS sees it (AWS answers `ValidationException`), and
-there are no paginators or waiters. Dual-stack endpoints are not built; set an
-endpoint URL where they are wanted.
+there are no paginators or waiters. Dual-stack endpoints are not built and
+`HTTPS_PROXY` is not followed (a Lambda reaches AWS directly or through VPC
+endpoints); set an endpoint URL where either is wanted.
 """
 
 from __future__ import annotations
