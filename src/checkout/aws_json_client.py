@@ -25,7 +25,8 @@ difference, and `tests/contract/test_aws_clients.py` holds it to botocore's answ
 - botocore's standard retry mode: up to 4 attempts on throttling, transient errors,
   5xx answers and connection failures, truncated exponential backoff with jitter (a
   base of 1 s when throttled, 25-50 ms otherwise, `x-amz-retry-after` honoured), and a
-  retry quota that stops retry storms when a service is down.
+  retry quota that stops retry storms when a service is down (500 units; a retry
+  costs 14, 5 when throttled).
 
 It does not model what this service does not use: binary (`B`) attributes arrive as
 base64 text and timestamps as epoch seconds rather than `bytes` and `datetime`, no
@@ -128,6 +129,9 @@ _THROTTLING_STATUSES = frozenset({429})
 # Headers SigV4 leaves unsigned, as botocore does: proxies may change them.
 _UNSIGNED_HEADERS = frozenset({"user-agent", "expect", "x-amzn-trace-id", "authorization", "content-length"})
 _USER_AGENT = "stripe-checkout-service aws-json-client"
+_NOT_OPERATIONS = frozenset(
+    {"exceptions", "meta", "close", "get_paginator", "can_paginate", "get_waiter", "generate_presigned_url"}
+)
 
 
 class Credentials(NamedTuple):
@@ -191,9 +195,11 @@ def _hmac(key: bytes, text: str) -> bytes:
 
 
 def _host(parts: Any) -> str:
-    # The Host header as HTTP clients send it: the port only when it is not the default.
+    # The Host header as HTTP clients send it: IPv6 in brackets, the port only when it is
+    # not the scheme's default.
+    host = f"[{parts.hostname}]" if ":" in str(parts.hostname) else str(parts.hostname)
     default = {"http": 80, "https": 443}.get(parts.scheme)
-    return str(parts.hostname) if parts.port in (None, default) else f"{parts.hostname}:{parts.port}"
+    return host if parts.port in (None, default) else f"{host}:{parts.port}"
 
 
 def sign(
@@ -253,26 +259,27 @@ class RetryQuota:
     so a service that keeps failing is not also flooded with retries."""
 
     CAPACITY = 500
-    RETRY_COST = 5
-    TIMEOUT_RETRY_COST = 10
+    RETRY_COST = 14
+    THROTTLING_RETRY_COST = 5
+    NO_RETRY_INCREMENT = 1
 
     def __init__(self) -> None:
         self._available = self.CAPACITY
         self._lock = threading.Lock()
 
-    def acquire(self, timed_out: bool) -> int:
+    def acquire(self, throttled: bool) -> int:
         """Spend on one retry; 0 (no retry) when the budget is spent."""
-        cost = self.TIMEOUT_RETRY_COST if timed_out else self.RETRY_COST
+        cost = self.THROTTLING_RETRY_COST if throttled else self.RETRY_COST
         with self._lock:
             if cost > self._available:
                 return 0
             self._available -= cost
             return cost
 
-    def release(self, spent: int) -> None:
-        """A success: give back what its retries spent, or 1 when it needed none."""
+    def release(self, last_spent: int) -> None:
+        """A success: give back what its last retry spent, or 1 when it needed none."""
         with self._lock:
-            self._available = min(self.CAPACITY, self._available + (spent or 1))
+            self._available = min(self.CAPACITY, self._available + (last_spent or self.NO_RETRY_INCREMENT))
 
 
 class _Answer(NamedTuple):
@@ -307,8 +314,9 @@ class AwsJsonClient:
         self._content_type = f"application/x-amz-json-{service.json_version}"
 
     def __getattr__(self, name: str) -> Callable[..., dict[str, Any]]:
-        # `update_item(**params)` is the operation UpdateItem, as on botocore's clients.
-        if name.startswith("_") or not name.islower():
+        # `update_item(**params)` is the operation UpdateItem, as on botocore's clients;
+        # botocore's other client attributes do not exist here and must not become calls.
+        if name.startswith("_") or not name.islower() or name in _NOT_OPERATIONS:
             raise AttributeError(name)
         operation = "".join(word.capitalize() for word in name.split("_"))
         return lambda **params: self.call(operation, params)
@@ -316,16 +324,16 @@ class AwsJsonClient:
     def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """One operation, retried as botocore's standard mode retries it."""
         body = json.dumps(params, separators=(",", ":"), default=_json_default).encode("utf-8")
-        attempt, spent = 1, 0
+        attempt, last_spent = 1, 0
         while True:
             failure: Exception
             code = status = retry_after = None
             try:
                 answer = self._send(operation, body)
                 if answer.status < 300:
-                    self._check_integrity(answer)
-                    self._quota.release(spent)
-                    return self._parsed(answer, attempt)
+                    parsed = self._parsed(answer, attempt)
+                    self._quota.release(last_spent)
+                    return parsed
             except (BotoConnectionError, HTTPClientError, ChecksumError) as exc:
                 failure = exc  # no answer, or a damaged one: transient
             else:
@@ -341,10 +349,9 @@ class AwsJsonClient:
             )
             if not retryable or attempt >= self.settings.max_attempts:
                 raise failure
-            cost = self._quota.acquire(timed_out=isinstance(failure, ReadTimeoutError | ConnectTimeoutError))
-            if not cost:
+            last_spent = self._quota.acquire(throttled)
+            if not last_spent:
                 raise failure
-            spent += cost
             time.sleep(self._delay(attempt, throttled, retry_after))
             attempt += 1
 
@@ -354,7 +361,7 @@ class AwsJsonClient:
         if retry_after is not None:
             try:
                 asked = int(retry_after) / 1000
-            except ValueError:
+            except (ValueError, OverflowError):
                 return delay
             if asked >= 0:
                 delay = min(max(delay, asked), delay + 5)
@@ -396,7 +403,7 @@ class AwsJsonClient:
     def _check_integrity(answer: _Answer) -> None:
         # DynamoDB checksums its answers; a body damaged on the way is retried, not parsed.
         expected = answer.headers.get("x-amz-crc32")
-        if expected is not None and zlib.crc32(answer.body) != int(expected):
+        if expected is not None and str(zlib.crc32(answer.body)) != expected.strip():
             raise ChecksumError(
                 checksum_type="crc32",
                 expected_checksum=expected,
@@ -414,7 +421,13 @@ class AwsJsonClient:
         }
 
     def _parsed(self, answer: _Answer, attempt: int) -> dict[str, Any]:
-        parsed: dict[str, Any] = json.loads(answer.body) if answer.body.strip() else {}
+        self._check_integrity(answer)
+        try:
+            parsed = json.loads(answer.body) if answer.body.strip() else {}
+        except ValueError as exc:  # not JSON, not UTF-8: damaged on the way, as a bad checksum
+            raise HTTPClientError(error=exc) from exc
+        if not isinstance(parsed, dict):
+            raise HTTPClientError(error=ValueError(f"a JSON {type(parsed).__name__} where an object belongs"))
         parsed["ResponseMetadata"] = self._metadata(answer, attempt)
         return parsed
 

@@ -67,6 +67,7 @@ BUS = "aws-client-contract-bus"
         ("https://secretsmanager.eu-north-1.amazonaws.com:443/", None),
         ("http://127.0.0.1:4566/", "token with  inner   spaces"),
         ("https://vpce-123.events.eu-north-1.vpce.amazonaws.com/proxy/path", "t"),
+        ("http://[::1]:4566/", None),
     ],
 )
 def test_the_signature_is_botocores(url: str, token: str | None) -> None:
@@ -453,11 +454,38 @@ def test_the_retry_quota_stops_retrying_a_service_that_keeps_failing(monkeypatch
         with pytest.raises(ClientError):
             client.get_item(TableName=TABLE, Key=_item("x"))
 
-    # 500 units, 5 per retry: 100 retries, then every call is tried once.
-    assert len(served) == 60 + 100
+    # botocore's quota: 500 units, 14 per retry: 35 retries, then every call is tried once.
+    assert len(served) == 60 + 35
 
 
 def test_every_failure_is_a_botocore_error_the_adapters_already_handle() -> None:
     assert issubclass(ChecksumError, BotoCoreError)
     assert issubclass(ReadTimeoutError, BotoCoreError)
     assert JsonService("x", "Some Service", "X", "1.1").endpoint_variable == "AWS_ENDPOINT_URL_SOME_SERVICE"
+
+
+def test_an_answer_that_is_not_a_json_object_is_retried_then_a_botocore_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served: list[int] = []
+
+    def garbled(_: _Scripted) -> tuple[int, dict[str, str], bytes]:
+        served.append(1)
+        return 200, {}, [b"\xff\xfe not json", b"null", b'{"Item": {}}'][min(len(served), 3) - 1]
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", _serve(garbled))
+    client = AwsJsonClient(DYNAMODB, SETTINGS)
+
+    assert client.get_item(TableName=TABLE, Key=_item("x"))["Item"] == {}
+    assert len(served) == 3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", _serve(lambda _: (200, {"x-amz-crc32": "not a number"}, b"{}")))
+    with pytest.raises(BotoCoreError):
+        AwsJsonClient(DYNAMODB, SETTINGS).get_item(TableName=TABLE, Key=_item("x"))
+
+
+def test_botocores_other_client_attributes_are_not_operations() -> None:
+    client = AwsJsonClient(DYNAMODB, SETTINGS)
+    for name in ("exceptions", "meta", "close", "get_paginator", "get_waiter"):
+        with pytest.raises(AttributeError):
+            getattr(client, name)

@@ -100,3 +100,15 @@ def test_a_tls_failure_is_not_retried() -> None:
     assert not error.should_retry
     assert "TLS" in str(error)
     assert failure.error_code == "StripeUnreachable"
+
+
+def test_any_other_failure_is_a_connection_error_that_names_no_header(silent_server: str) -> None:
+    # An illegal header value (a key with a line break) fails inside http.client.
+    client = StripeHttpClient(1, 1)
+    with pytest.raises(stripe.APIConnectionError) as caught:
+        client.request(
+            "post", f"{silent_server}/v1/checkout/sessions", {"Authorization": "Bearer sk_test_x\nX: y"}
+        )
+
+    assert not caught.value.should_retry
+    assert "sk_test_x" not in str(caught.value)
