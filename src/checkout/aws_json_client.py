@@ -123,6 +123,8 @@ THROTTLED_CODES = frozenset(
     }
 )
 _TRANSIENT_CODES = frozenset({"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"})
+# Errors DynamoDB's model marks retryable, which botocore retries from the model.
+_MODELLED_RETRYABLE = frozenset({"ReplicatedWriteConflictException"})
 _TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 _THROTTLING_STATUSES = frozenset({429})
 
@@ -344,6 +346,7 @@ class AwsJsonClient:
             retryable = (
                 throttled
                 or code in _TRANSIENT_CODES
+                or code in _MODELLED_RETRYABLE
                 or status in _TRANSIENT_STATUSES
                 or not isinstance(failure, ClientError)
             )
