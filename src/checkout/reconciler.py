@@ -218,13 +218,21 @@ class Reconciler:
         report = ReconcileReport()
         budget = _Budget(seconds_left)
         try:
-            seen: set[ReferenceKey] = set()
-            for record in self._registry.due(self._now_ms() - self._grace_ms, company_id):
-                if record.key not in seen:
-                    seen.add(record.key)
-                    budget.check()
-                    self._repair_safely(record.key, report, budget)
-            self._sweep_events(company_id, report, budget)
+            # Each phase reads the due index first; if AWS fails it there, the phase is
+            # counted as failed and the other still runs: the next pass tries again.
+            try:
+                seen: set[ReferenceKey] = set()
+                for record in self._registry.due(self._now_ms() - self._grace_ms, company_id):
+                    if record.key not in seen:
+                        seen.add(record.key)
+                        budget.check()
+                        self._repair_safely(record.key, report, budget)
+            except CheckoutError as exc:
+                _phase_failed("repair what is due", exc, report)
+            try:
+                self._sweep_events(company_id, report, budget)
+            except CheckoutError as exc:
+                _phase_failed("sweep undelivered events", exc, report)
         except _OutOfTime:
             report.more_remains = True
             logger.info("Reconcile pass stopped for time; the next pass goes on")
@@ -494,6 +502,12 @@ class Reconciler:
 def _may_stay_open(state: ReferenceState, session_id: str) -> bool:
     """Only the current session of a reference that can still be paid may be open."""
     return session_id == state.current_session_id and state.payment.state is PaymentState.PAYABLE
+
+
+def _phase_failed(phase: str, exc: CheckoutError, report: ReconcileReport) -> None:
+    report.failed += 1
+    extra = {"phase": phase, "error_code": exc.error_code, "error": exc.message}
+    logger.warning("Reconciler could not finish a phase of its pass", extra=extra)
 
 
 def _publish_metrics(report: ReconcileReport) -> None:

@@ -10,6 +10,9 @@ open, the current one; no lease held, no attempt pending).
 For each case of the webhook receiver: a delivery that met a fault it could not ride
 out is a 5xx, so Stripe delivers it again; once the fault is gone the delivery is a 200,
 the reference is paid, and its booking event was published and left the outbox.
+
+For each call of a reconciler pass that repairs a lost payment: the pass never raises
+and counts what it could not do; the next pass, with the fault gone, repairs the rest.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from typing import Any
 
 import pytest
 
-from checkout.composition import build_webhook_service
+from checkout.aws_clients import dynamodb_client
+from checkout.composition import build_reconciler, build_webhook_service
 from checkout.config import Config
 from checkout.domain import ReferenceKey
+from checkout.session_registry import DynamoSessionRegistry
 from localdev.apigw import LocalContext, rest_event
 from localdev.emulator_webhooks import signature_header
 from tests.conftest import Api, Company, Reply, Stack, admin, onboard
@@ -312,4 +317,76 @@ def test_webhook_fault(
         e for e in stack.booking_events(company.company_id) if e["detail"]["SessionId"] == session_id
     ]
     assert "Checkout Paid" in [e["detail-type"] for e in published]
+    assert_invariant(stack, company, reference)
+
+
+# -- the reconciler ------------------------------------------------------------------------------
+
+# The calls of a pass that repairs one lost payment, in the order it makes them.
+RECONCILER_CALLS = [
+    Case("reconciler: find what is due", "aws", "Query", lambda c, r, s: r"due-for-reconcile.*due_at_ms"),
+    Case("reconciler: load the reference", "aws", "Query", lambda c, r, s: f"REFERENCE#{c.company_id}#{r}"),
+    Case("reconciler: settings", "aws", "BatchGetItem", lambda c, r, s: f"COMPANY#{c.company_id}"),
+    Case("reconciler: key", "aws", "GetSecretValue", lambda c, r, s: c.company_id),
+    Case("reconciler: Stripe retrieve", "stripe", "GET", lambda c, r, s: rf"^/v1/checkout/sessions/{s}$"),
+    Case("reconciler: read the news", "aws", "TransactGetItems", lambda c, r, s: s),
+    Case("reconciler: record the news", "aws", "TransactWriteItems", lambda c, r, s: s),
+    Case("reconciler: publish the booking event", "aws", "AWSEvents.PutEvents", lambda c, r, s: s),
+    Case(
+        "reconciler: settle the outbox",
+        "aws",
+        "UpdateItem",
+        lambda c, r, s: f"(?=.*outbox)(?=.*{re.escape(r)})",
+    ),
+]
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["once", "persistent"])
+@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("case", RECONCILER_CALLS, ids=[c.name for c in RECONCILER_CALLS])
+def test_reconciler_fault(
+    api: Api, fast: Any, stack: Stack, matrix_company: Company, case: Case, fault: str, persistent: bool
+) -> None:
+    """A pass that meets a fault repairs what it can and counts what it could not, never
+    raising; the next pass, with the fault gone, repairs the rest: the payment recorded,
+    its booking event published (once, or again under the same EventId when the first
+    publication's answer was lost), nothing owed, nothing left due."""
+    company = matrix_company
+    reference = f"rc-fault-{uuid.uuid4().hex[:12]}"
+    created = checkout(api, company, reference)
+    assert created.status == 200, created.text
+    session_id = created.json["SessionId"]
+    stack.emulator.complete(session_id, deliver=False)  # paid at Stripe; no webhook ever arrives
+    config = dataclasses.replace(
+        Config.from_env(), reconcile_grace_minutes=0, secret_cache_seconds=0, settings_cache_seconds=0
+    )
+    config = dataclasses.replace(config, stripe_timeout_seconds=min(config.stripe_timeout_seconds, 0.3))
+    fired = inject(
+        stack, case, fault, case.matching(company, reference, session_id), PERSISTENT if persistent else 1
+    )
+
+    report = build_reconciler(config).run(company_id=uuid.UUID(company.company_id))
+
+    assert fired() >= 1, "the fault never hit its call"
+    stack.aws.clear_faults()
+    stack.emulator.clear_faults()
+    paid_now = company.sessions(reference)["payment_state"] == "paid"
+    assert report.failed >= 1 or paid_now, report
+
+    if "timeout" in fault:
+        time.sleep(LATE)
+    again = build_reconciler(config).run(company_id=uuid.UUID(company.company_id))
+
+    assert again.failed == 0, again
+    record = company.sessions(reference)
+    assert (record["payment_state"], record["paid_session_id"]) == ("paid", session_id)
+    key = ReferenceKey(uuid.UUID(company.company_id), reference)
+    registry = DynamoSessionRegistry(dynamodb_client(), config.sessions_table, config.lease_seconds)
+    assert registry.owed_events(key) == []
+    assert session_id not in [r.session_id for r in registry.due(None, key.company_id)]
+    published = [
+        e for e in stack.booking_events(company.company_id) if e["detail"]["SessionId"] == session_id
+    ]
+    assert [e["detail-type"] for e in published][:1] == ["Checkout Paid"]
+    assert len({e["detail"]["EventId"] for e in published}) == 1, published
     assert_invariant(stack, company, reference)
