@@ -38,6 +38,7 @@ from localdev.emulator_wire import (
     missing,
     new_id,
     only,
+    text,
     url,
 )
 
@@ -217,7 +218,8 @@ class Events:
             raise invalid("You may pass either `type` or `types`, but not both.", "types")
         filters: list[Callable[[_Event], bool]] = []
         if "type" in params:
-            pattern = re.compile(".*".join(re.escape(part) for part in str(params["type"]).split("*")))
+            wanted = text(params["type"], "type")
+            pattern = re.compile(".*".join(re.escape(part) for part in wanted.split("*")))
             filters.append(lambda e: bool(pattern.fullmatch(e.body["type"])))
         if "types" in params:
             types = params["types"]
@@ -358,7 +360,7 @@ class Events:
                     "Invalid array: enabled_events must list at least one event type", "enabled_events"
                 )
             for index, name in enumerate(enabled):
-                if name != "*" and name not in EVENT_TYPES:
+                if name != "*" and text(name, f"enabled_events[{index}]") not in EVENT_TYPES:
                     raise invalid(
                         f"Invalid enabled_events[{index}]: must be '*' or a known event type, not {name!r}",
                         f"enabled_events[{index}]",

@@ -191,11 +191,18 @@ def integer(value: Any, param: str, minimum: int | None = None) -> int:
 
 def boolean(value: Any, param: str) -> bool:
     """A boolean parameter, as stripe-python sends one ("true"/"false")."""
-    if value in {"true", True}:
+    if value is True or value == "true":
         return True
-    if value in {"false", False}:
+    if value is False or value == "false":
         return False
     raise invalid(f"Invalid boolean: {value}", param)
+
+
+def text(value: Any, param: str) -> str:
+    """A string parameter: not a hash, not an array."""
+    if not isinstance(value, str):
+        raise invalid(f"Invalid {param}: must be a string", param)
+    return value
 
 
 def url(value: Any, param: str) -> str:

@@ -82,6 +82,7 @@ from localdev.emulator_wire import (
     new_id,
     only,
     public,
+    text,
     url,
 )
 from localdev.remote_calls import STRIPE, CallLog, hold_until
@@ -893,9 +894,10 @@ class StripeEmulator:
         check_metadata(params.get("metadata", {}))
         if "refund_application_fee" in params:
             boolean(params["refund_application_fee"], "refund_application_fee")
-        intent = self._state.payment_intents.get((call.account, str(params["payment_intent"])))
+        intent_id = text(params["payment_intent"], "payment_intent")
+        intent = self._state.payment_intents.get((call.account, intent_id))
         if intent is None:
-            raise missing("payment_intent", str(params["payment_intent"]), "payment_intent")
+            raise missing("payment_intent", intent_id, "payment_intent")
         if intent["status"] != "succeeded":
             raise invalid(
                 f"This PaymentIntent ({intent['id']}) does not have a successful charge to refund.",

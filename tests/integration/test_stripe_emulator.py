@@ -620,6 +620,8 @@ def test_events_page_with_cursors(client: stripe.StripeClient, emulator: StripeE
         ({"type": "checkout.session.completed", "types": ["checkout.session.expired"]}, "types"),
         ({"created": {"after": 1}}, "created[after]"),
         ({"delivery_success": "maybe"}, "delivery_success"),
+        ({"delivery_success": {"a": "b"}}, "delivery_success"),
+        ({"type": {"a": "b"}}, "type"),
         ({"limit": 101}, "limit"),
         ({"starting_after": "evt_unknown"}, "starting_after"),
     ],
@@ -684,6 +686,7 @@ def test_webhook_endpoints_are_created_read_updated_and_deleted(
         ({"url": None}, "url"),
         ({"url": "not a url"}, "url"),
         ({"enabled_events": ["checkout.session.paid"]}, "enabled_events[0]"),
+        ({"enabled_events": [{"a": "b"}]}, "enabled_events[0]"),
         ({"connect": "sometimes"}, "connect"),
         ({"api_version": "2024-06-20"}, "api_version"),
         ({"colour": "blue"}, "colour"),
@@ -979,6 +982,7 @@ def test_only_a_paid_payment_intent_of_the_same_account_is_refunded(
     assert "does not have a successful charge" in str(refused(payment_intent=unpaid).user_message)
     assert refused(payment_intent=on_connect).code == "resource_missing"
     assert refused(amount=100).code == "parameter_missing"
+    assert refused(payment_intent={"id": unpaid}).param == "payment_intent"
     assert refused(payment_intent=on_connect, reason="changed_mind").param == "reason"
     assert client.v1.refunds.create(
         params={"payment_intent": on_connect}, options={"stripe_account": "acct_1Salon"}
