@@ -389,3 +389,20 @@ class LocalApiProcess:
         code = self.process.wait(timeout=30)
         self._reader.join(timeout=10)
         return code
+
+
+def assert_invariant(stack: Stack, company: Company, reference: str) -> dict[str, Any]:
+    """The contract's invariant for one reference, at Stripe and in the registry: at most
+    one open session, the current one; every created session recorded, in its state."""
+    at_stripe = {
+        s["id"]: s["status"]
+        for s in stack.emulator.sessions(company.stripe_account)
+        if s["client_reference_id"] == reference and s["metadata"]["CompanyId"] == company.company_id
+    }
+    record = company.sessions(reference)
+    open_ids = [sid for sid, status in at_stripe.items() if status == "open"]
+    assert len(open_ids) <= 1, at_stripe
+    if open_ids:
+        assert open_ids == [record["current_session_id"]], (at_stripe, record)
+    assert {s["session_id"]: s["status"] for s in record["sessions"]} == at_stripe, (at_stripe, record)
+    return record

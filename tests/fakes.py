@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from checkout.booking_events import OwedEvent
+from checkout.contract import UiMode
 from checkout.domain import (
     Article,
     ArticleKey,
@@ -21,6 +22,7 @@ from checkout.domain import (
     CheckoutSpec,
     CompanySettings,
     DueRecord,
+    LineItem,
     Merchant,
     OpenSession,
     PendingAttempt,
@@ -36,6 +38,30 @@ from checkout.errors import CheckoutInProgress, LeaseLost, StripeCredentialsUnus
 from checkout.reference_transitions import BookingEvent, Transition, event_detail, transition
 from checkout.session_registry import ReferenceLease, SessionWrite, owed_session_id, record_session, refusal
 from checkout.stripe_gateway import session_params
+
+DONE_URL = "https://booking.example.com/booking/done"
+HAIRCUT = LineItem("Haircut 45 min", 45000, "sek", 1)
+
+
+def checkout_spec(
+    company_id: uuid.UUID,
+    reference: str,
+    *,
+    line_item: LineItem = HAIRCUT,
+    confirmation_url: str = DONE_URL,
+) -> CheckoutSpec:
+    """A hosted checkout of one article, as the tests store attempts themselves."""
+    return CheckoutSpec(
+        company_id=company_id,
+        reference=reference,
+        ui_mode=UiMode.HOSTED,
+        locale="sv",
+        line_items=(line_item,),
+        article_type_ids=(1,),
+        confirmation_url=confirmation_url,
+        cancel_url=None,
+        stripe_account=None,
+    )
 
 
 @dataclass

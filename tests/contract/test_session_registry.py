@@ -13,10 +13,8 @@ from dataclasses import replace
 import pytest
 
 from checkout.aws_clients import dynamodb_client
-from checkout.contract import UiMode
 from checkout.domain import (
     CheckoutSession,
-    CheckoutSpec,
     LineItem,
     OpenSession,
     PaymentState,
@@ -30,7 +28,7 @@ from checkout.errors import AlreadyPaid, CheckoutInProgress, LeaseLost, PaymentP
 from checkout.reference_transitions import BookingEvent
 from checkout.session_registry import DynamoSessionRegistry, SessionWrite
 from tests.conftest import TABLES
-from tests.fakes import Clock, InMemorySessionRegistry
+from tests.fakes import Clock, InMemorySessionRegistry, checkout_spec
 
 LEASE_SECONDS = 30
 
@@ -55,16 +53,11 @@ def key() -> ReferenceKey:
 
 
 def attempt(key: ReferenceKey, name: str = "a") -> PendingAttempt:
-    spec = CheckoutSpec(
-        company_id=key.company_id,
-        reference=key.reference,
-        ui_mode=UiMode.HOSTED,
-        locale="sv",
-        line_items=(LineItem("Haircut", 45000, "sek", 1),),
-        article_type_ids=(1,),
+    spec = checkout_spec(
+        key.company_id,
+        key.reference,
+        line_item=LineItem("Haircut", 45000, "sek", 1),
         confirmation_url="https://shop.example/done",
-        cancel_url=None,
-        stripe_account=None,
     )
     return PendingAttempt.of(f"{name}-{uuid.uuid4().hex}", spec, 1)
 

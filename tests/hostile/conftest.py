@@ -22,7 +22,7 @@ from stripe._http_client import HTTPClient
 from checkout import aws_clients
 from checkout.composition import Services, build_services
 from checkout.config import Config
-from tests.conftest import Company, Stack
+from tests.conftest import Stack
 
 TIMEOUT = 0.3  # seconds every client here waits for an answer
 LATE = TIMEOUT + 0.15  # a fault's delay: an answer the client no longer waits for
@@ -64,20 +64,3 @@ def fast(monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType, stack: Sta
     stack.aws.clear_faults()
     stack.emulator.clear_faults()
     wait_for_background_work()
-
-
-def assert_invariant(stack: Stack, company: Company, reference: str) -> dict[str, Any]:
-    """The contract's invariant for one reference, at Stripe and in the registry: at most
-    one open session, the current one; every created session recorded, in its state."""
-    at_stripe = {
-        s["id"]: s["status"]
-        for s in stack.emulator.sessions(company.stripe_account)
-        if s["client_reference_id"] == reference and s["metadata"]["CompanyId"] == company.company_id
-    }
-    record = company.sessions(reference)
-    open_ids = [sid for sid, status in at_stripe.items() if status == "open"]
-    assert len(open_ids) <= 1, at_stripe
-    if open_ids:
-        assert open_ids == [record["current_session_id"]], (at_stripe, record)
-    assert {s["session_id"]: s["status"] for s in record["sessions"]} == at_stripe, (at_stripe, record)
-    return record

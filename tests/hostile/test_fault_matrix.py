@@ -37,10 +37,10 @@ from checkout.domain import ReferenceKey
 from checkout.session_registry import DynamoSessionRegistry
 from localdev.apigw import LocalContext, rest_event
 from localdev.emulator_webhooks import signature_header
-from tests.conftest import Api, Company, Reply, Stack, admin, onboard
+from tests.conftest import Api, Company, Reply, Stack, admin, assert_invariant, onboard
 from tests.hostile.conftest import (
     LATE,
-    assert_invariant,
+    TIMEOUT,
     lease_write,
     wait_for_background_work,
 )
@@ -358,9 +358,12 @@ def test_reconciler_fault(
     session_id = created.json["SessionId"]
     stack.emulator.complete(session_id, deliver=False)  # paid at Stripe; no webhook ever arrives
     config = dataclasses.replace(
-        Config.from_env(), reconcile_grace_minutes=0, secret_cache_seconds=0, settings_cache_seconds=0
+        Config.from_env(),
+        reconcile_grace_minutes=0,
+        secret_cache_seconds=0,
+        settings_cache_seconds=0,
+        stripe_timeout_seconds=TIMEOUT,
     )
-    config = dataclasses.replace(config, stripe_timeout_seconds=min(config.stripe_timeout_seconds, 0.3))
     fired = inject(
         stack, case, fault, case.matching(company, reference, session_id), PERSISTENT if persistent else 1
     )

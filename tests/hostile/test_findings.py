@@ -17,8 +17,9 @@ import pytest
 from checkout.domain import PendingAttempt, ReferenceKey
 from checkout.request_decoding import MAX_BODY_BYTES
 from localdev.apigw import rest_event
-from tests.conftest import ROUTE, Api, Company, Stack
-from tests.hostile.conftest import assert_invariant, lease_write, use_fast_service
+from tests.conftest import ROUTE, Api, Company, Stack, assert_invariant
+from tests.fakes import checkout_spec
+from tests.hostile.conftest import lease_write, use_fast_service
 from tests.integration.test_checkout_api import assert_error_body
 
 CREATE = r"^/v1/checkout/sessions$"
@@ -81,21 +82,7 @@ def test_a_stored_attempt_that_cannot_be_sent_is_dropped_and_never_blocks_the_re
 
 
 def _spec_json(company: Company, reference: str) -> str:
-    from checkout.contract import UiMode
-    from checkout.domain import CheckoutSpec, LineItem
-
-    spec = CheckoutSpec(
-        company_id=uuid.UUID(company.company_id),
-        reference=reference,
-        ui_mode=UiMode.HOSTED,
-        locale="sv",
-        line_items=(LineItem("Haircut 45 min", 45000, "sek", 1),),
-        article_type_ids=(1,),
-        confirmation_url="https://booking.example.com/booking/done",
-        cancel_url=None,
-        stripe_account=None,
-    )
-    return PendingAttempt.of("x", spec, 0).spec_json
+    return PendingAttempt.of("x", checkout_spec(uuid.UUID(company.company_id), reference), 0).spec_json
 
 
 # -- lost answers and persistent failures after the lease ------------------------------------

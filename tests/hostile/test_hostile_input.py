@@ -27,8 +27,18 @@ from hypothesis import strategies as st
 from localdev.apigw import LocalContext, rest_event
 from localdev.emulator_webhooks import signature_header
 from localdev.remote_calls import DYNAMODB, CallLog
-from tests.conftest import BOUND_KEYS, ROUTE, SITE, Api, Company, Reply, Stack, admin, onboard
-from tests.hostile.conftest import assert_invariant
+from tests.conftest import (
+    BOUND_KEYS,
+    ROUTE,
+    SITE,
+    Api,
+    Company,
+    Reply,
+    Stack,
+    admin,
+    assert_invariant,
+    onboard,
+)
 
 BODY_EXAMPLES = 500
 REQUEST_EXAMPLES = 300

@@ -17,24 +17,14 @@ import pytest
 
 from checkout.composition import build_services
 from checkout.config import Config
-from checkout.contract import UiMode
-from checkout.domain import CheckoutSpec, LineItem, PendingAttempt, ReferenceKey
+from checkout.domain import PendingAttempt, ReferenceKey
 from checkout.errors import UpstreamFailure
-from tests.conftest import Api, Company, Stack, admin
+from tests.conftest import Api, Company, Stack, admin, assert_invariant
+from tests.fakes import checkout_spec
 from tests.integration.test_checkout_api import assert_error_body
 
 # A spec for attempts the tests store themselves (another invocation's).
-SPEC = CheckoutSpec(
-    company_id=uuid.UUID(int=1),
-    reference="x",
-    ui_mode=UiMode.HOSTED,
-    locale="sv",
-    line_items=(LineItem("Haircut 45 min", 45000, "sek", 1),),
-    article_type_ids=(1,),
-    confirmation_url="https://booking.example.com/booking/done",
-    cancel_url=None,
-    stripe_account=None,
-)
+SPEC = checkout_spec(uuid.UUID(int=1), "x")
 CREATE = r"^/v1/checkout/sessions$"
 EXPIRE = r"/expire$"
 
@@ -50,22 +40,6 @@ def use_service(monkeypatch: pytest.MonkeyPatch, handler_module: ModuleType, **o
     services = build_services(dataclasses.replace(Config.from_env(), **overrides))
     monkeypatch.setattr(handler_module, "SERVICES", services)
     return services.checkout
-
-
-def assert_invariant(stack: Stack, company: Company, reference: str) -> dict[str, Any]:
-    """At most one open session at Stripe, the current one; every created session recorded."""
-    at_stripe = {
-        s["id"]: s["status"]
-        for s in stack.emulator.sessions(company.stripe_account)
-        if s["client_reference_id"] == reference and s["metadata"]["CompanyId"] == company.company_id
-    }
-    record = company.sessions(reference)
-    open_ids = [sid for sid, status in at_stripe.items() if status == "open"]
-    assert len(open_ids) <= 1, at_stripe
-    if open_ids:
-        assert open_ids == [record["current_session_id"]]
-    assert {s["session_id"]: s["status"] for s in record["sessions"]} == at_stripe
-    return record
 
 
 def test_a_stripe_5xx_is_retried_with_the_same_idempotency_key(

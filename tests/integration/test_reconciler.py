@@ -26,8 +26,7 @@ from checkout.booking_events import EventBridgePublisher, OutboxRelay
 from checkout.company_store import DynamoCompanyDirectory
 from checkout.composition import build_reconciler
 from checkout.config import Config
-from checkout.contract import UiMode
-from checkout.domain import CheckoutSpec, LineItem, Merchant, OpenSession, PendingAttempt, ReferenceKey
+from checkout.domain import Merchant, OpenSession, PendingAttempt, ReferenceKey
 from checkout.reconciler import Reconciler, ReconcileReport
 from checkout.secrets_store import SecretCache
 from checkout.session_registry import DynamoSessionRegistry, SessionWrite
@@ -35,9 +34,10 @@ from checkout.stripe_gateway import StripeGateway
 from checkout.stripe_keys import SecretsManagerKeys
 from checkout.stripe_webhooks import WebhookEndpoints
 from localdev.aws_stack import REGION, table_definitions
-from tests.conftest import Api, Company, Stack, admin, onboard
+from tests.conftest import Api, Company, Stack, admin, assert_invariant, onboard
+from tests.fakes import checkout_spec
 from tests.integration.test_checkout_api import assert_error_body
-from tests.integration.test_failures import EXPIRE, assert_invariant, use_service
+from tests.integration.test_failures import EXPIRE, use_service
 from tests.integration.test_stripe_webhooks import WEBHOOK, bridge, settle, webhook_module
 
 if TYPE_CHECKING:
@@ -195,17 +195,7 @@ def test_attempts_of_a_reference_a_live_checkout_holds_wait_for_the_next_pass(
 ) -> None:
     key = ReferenceKey(uuid.UUID(company.company_id), "booking-rc-held")
     registry = handler_module.SERVICES.checkout.registry
-    spec = CheckoutSpec(
-        company_id=key.company_id,
-        reference=key.reference,
-        ui_mode=UiMode.HOSTED,
-        locale="sv",
-        line_items=(LineItem("Haircut 45 min", 45000, "sek", 1),),
-        article_type_ids=(1,),
-        confirmation_url="https://booking.example.com/booking/done",
-        cancel_url=None,
-        stripe_account=None,
-    )
+    spec = checkout_spec(key.company_id, key.reference)
     with registry.reference(key, PendingAttempt.of(f"checkout-dead-{uuid.uuid4().hex}", spec, 0)):
         pass  # a request that stopped before calling Stripe: its attempt is pending
     with registry.reference(key, PendingAttempt.of(f"checkout-live-{uuid.uuid4().hex}", spec, 0)) as live:
@@ -416,8 +406,7 @@ def test_a_pass_over_10000_settled_references_costs_what_its_3_open_ones_cost(
         WebhookEndpoints(secrets, config.secret_name_prefix),
         grace_minutes=0,
     )
-    spec = CheckoutSpec(company_id, "open-0", UiMode.HOSTED, "sv", (LineItem("Haircut 45 min", 45000, "sek", 1),),
-                        (1,), "https://booking.example.com/booking/done", None, None)  # fmt: skip
+    spec = checkout_spec(company_id, "open-0")
     opened = []
     for n in range(3):
         key = ReferenceKey(company_id, f"open-{n}")

@@ -16,11 +16,10 @@ from typing import Any
 import pytest
 
 from checkout.booking_events import OutboxRelay
-from checkout.contract import StripeV1CreateCheckout, UiMode
+from checkout.contract import StripeV1CreateCheckout
 from checkout.domain import (
     Article,
     ArticleKey,
-    CheckoutSpec,
     CompanySettings,
     LineItem,
     PendingAttempt,
@@ -30,7 +29,14 @@ from checkout.errors import UpstreamFailure
 from checkout.reconciler import Reconciler, ReconcileReport
 from checkout.service import CheckoutService
 from checkout.session_registry import SessionWrite
-from tests.fakes import Clock, FakeDirectory, FakePublisher, FakeStripe, InMemorySessionRegistry
+from tests.fakes import (
+    Clock,
+    FakeDirectory,
+    FakePublisher,
+    FakeStripe,
+    InMemorySessionRegistry,
+    checkout_spec,
+)
 
 COMPANY = uuid.UUID("3f2504e0-4f89-11d3-9a0c-0305e82c3301")
 KEY = "key-of-the-company"
@@ -44,10 +50,12 @@ SETTINGS = CompanySettings(
     api_key_ids=frozenset({KEY}),
 )
 ARTICLE = Article(ArticleKey(1, 42), "Haircut", 45000, "sek")
-SPEC = CheckoutSpec(
-    COMPANY, "ref-1", UiMode.HOSTED, "sv", (LineItem("Haircut", 45000, "sek", 1),), (1,),
-    "https://shop.example/done", None, None,
-)  # fmt: skip
+SPEC = checkout_spec(
+    COMPANY,
+    "ref-1",
+    line_item=LineItem("Haircut", 45000, "sek", 1),
+    confirmation_url="https://shop.example/done",
+)
 
 
 @dataclass
