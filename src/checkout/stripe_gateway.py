@@ -168,13 +168,12 @@ class StripeHttpClient(stripe.HTTPClient):
             raise _connection_error("Could not verify Stripe's TLS certificate", exc, retry=False) from exc
         except (urllib3.exceptions.TimeoutError, urllib3.exceptions.ProtocolError) as exc:
             raise _connection_error("Unexpected error communicating with Stripe", exc, retry=True) from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise _connection_error("Unexpected error communicating with Stripe", exc, retry=False) from exc
         except UnicodeEncodeError:
             raise  # text that cannot be sent: `_stripe_errors` answers it as a refusal
         except Exception as exc:
-            # As RequestsClient: whatever else fails on the way (an illegal header value)
-            # is a connection error, named by type only, as its text may hold the key.
+            # As RequestsClient: whatever else fails on the way (another urllib3 error, an
+            # illegal header value) is a connection error that is not retried, named by
+            # type only, as its text may hold the key.
             raise _connection_error("Unexpected error communicating with Stripe", exc, retry=False) from exc
         return response.data, response.status, response.headers
 
