@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from checkout.aws_clients import aws_failure
+from checkout.errors import UpstreamFailure
 from checkout.observability import logger
 
 if TYPE_CHECKING:
@@ -69,9 +70,19 @@ class SecretCache:
             if cached is not None:
                 return cached
             future = self._in_flight.get(name)
+            joined = future is not None and not refresh
             if future is None or refresh:
                 future = self._start(name)
-        return future.result()
+        try:
+            return future.result()
+        except (SecretUnavailable, UpstreamFailure):
+            if not joined:
+                raise
+            # The read joined (a prefetch) failed: read once more, as this call would have
+            # had that read failed a moment earlier, so timing does not decide the answer.
+            with self._lock:
+                future = self._in_flight.get(name) or self._start(name)
+            return future.result()
 
     def _fresh(self, name: str) -> str | None:
         entry = self._cached.get(name)
